@@ -1,0 +1,125 @@
+package luabind
+
+import (
+	"time"
+
+	"github.com/valyala/fasthttp"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Phase is the request phase a Lua chunk runs in. Some ngx calls are only
+// allowed in some phases, as in lua-nginx-module.
+type Phase uint8
+
+// The phases, in the order a request runs them.
+const (
+	PhaseInit Phase = iota
+	PhaseInitWorker
+	PhaseSet
+	PhaseRewrite
+	PhaseAccess
+	PhaseContent
+	PhaseLog
+	PhaseTimer
+)
+
+var phaseNames = [...]string{"init", "init_worker", "set", "rewrite", "access", "content", "log", "timer"}
+
+// String returns the name ngx.get_phase() answers.
+func (p Phase) String() string { return phaseNames[p] }
+
+// directive returns the directive family used in "API disabled in the
+// context of …" errors.
+func (p Phase) directive() string {
+	switch p {
+	case PhaseInit:
+		return "init_by_lua*"
+	case PhaseInitWorker:
+		return "init_worker_by_lua*"
+	case PhaseSet:
+		return "set_by_lua*"
+	case PhaseRewrite:
+		return "rewrite_by_lua*"
+	case PhaseAccess:
+		return "access_by_lua*"
+	case PhaseContent:
+		return "content_by_lua*"
+	case PhaseLog:
+		return "log_by_lua*"
+	}
+	return "ngx.timer"
+}
+
+// Host is what the engine provides to a request beyond the HTTP message:
+// logging with the request's context and nginx's variables that only the
+// engine knows (server_name, document_root, …). Implementations must be safe
+// to call from the request's goroutine only.
+type Host interface {
+	// Log writes msg to the error log at level (ngx.ERR …) with the
+	// request's client/server/request/host suffix when r is not nil.
+	Log(level int, r *Request, msg string)
+	// Var resolves an engine-owned variable (server_name, document_root,
+	// realpath_root, …); ok is false when the engine does not know it.
+	Var(r *Request, name string) (value []byte, ok bool)
+}
+
+// Request is one HTTP request as the Lua code sees it. The engine fills the
+// exported fields before the first phase; everything here lives only as long
+// as the fasthttp handler does. Requests are pooled: Reset clears them.
+type Request struct {
+	Ctx  *fasthttp.RequestCtx
+	Host Host
+	// Phase is the phase currently running.
+	Phase Phase
+	// Captures holds $0…$9 of the regex location that matched: pairs of
+	// offsets into Path, -1 when a group did not take part.
+	Captures [20]int
+	NCap     int
+	// Path is the URI path the captures refer to.
+	Path []byte
+	// UserVars are the variables the config declares with `set`, indexed
+	// by UserVarIndex; the engine sizes the slice per generation.
+	UserVars     [][]byte
+	UserVarIndex map[string]int
+	// Start is when the request began (ngx.req.start_time, $request_time).
+	Start time.Time
+	// Internal is true for ngx.exec / subrequests (ngx.req.is_internal).
+	Internal bool
+
+	// Exited is set by ngx.exit/ngx.redirect/ngx.exec; ExitCode is the
+	// status (or ngx.OK, ngx.ERROR …) the phase chain must act on.
+	Exited   bool
+	ExitCode int
+	// ExecURI/ExecArgs are set by ngx.exec: the engine restarts location
+	// matching with them.
+	ExecURI, ExecArgs string
+	// HeadersSent is true once output started (the first ngx.say/print or
+	// ngx.flush); ngx.status and ngx.header changes are refused after it,
+	// as nginx has already sent them.
+	HeadersSent bool
+	// Status set through ngx.status (0 = not set).
+	Status int
+
+	ctx              lua.LValue // ngx.ctx, created on first use
+	bodyRead         bool
+	eof              bool // ngx.eof called: later output is refused
+	contentLengthSet bool
+}
+
+// Reset clears r for reuse.
+func (r *Request) Reset() {
+	userVars := r.UserVars[:0]
+	*r = Request{UserVars: userVars}
+}
+
+// Capture returns $n of the regex location match, or nil.
+func (r *Request) Capture(n int) []byte {
+	if n >= r.NCap {
+		return nil
+	}
+	lo, hi := r.Captures[2*n], r.Captures[2*n+1]
+	if lo < 0 || hi < lo || hi > len(r.Path) {
+		return nil
+	}
+	return r.Path[lo:hi]
+}

@@ -1,0 +1,388 @@
+package luabind
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+)
+
+// Sentinel errors of a chunk run.
+var (
+	// ErrTimeout: the request's Lua deadline passed (lua_request_timeout).
+	ErrTimeout = errors.New("lua: request timed out")
+	// errExit cancels the run context when ngx.exit/redirect/exec ends a phase.
+	errExit = errors.New("lua: exit")
+)
+
+// LuaError is a Lua runtime error with its traceback, formatted as
+// lua-nginx-module logs it.
+type LuaError struct {
+	Msg       string
+	Traceback string
+}
+
+func (e *LuaError) Error() string { return e.Msg }
+
+// Logger receives log lines written outside a request (init_by_lua, timers)
+// and inside one (ngx.log, print, socket errors).
+type Logger interface {
+	Log(level int, r *Request, msg string)
+}
+
+// Options configure a new VM. They are shared by every VM of a config
+// generation and must not change after the first NewVM.
+type Options struct {
+	// PackagePath is package.path (lua_package_path, already resolved).
+	PackagePath string
+	// Prefix is ngx.config.prefix().
+	Prefix string
+	Logger Logger
+	// Preload registers extra modules (name → loader) in every VM.
+	Preload map[string]lua.LGFunction
+	// Setup runs once per new VM after the libraries are open; the engine
+	// uses it for the shared dicts, memcached modules and init_by_lua.
+	Setup func(vm *VM) error
+	// Exiting answers ngx.worker.exiting().
+	Exiting func() bool
+}
+
+// VM is one Lua state: the analog of an nginx worker. It runs one request at
+// a time; module-level Lua state lives as long as the VM.
+type VM struct {
+	L    *lua.LState
+	opts *Options
+	req  *Request
+
+	run     runContext
+	timer   *time.Timer
+	errfunc *lua.LFunction
+
+	fns map[*lua.FunctionProto]*lua.LFunction
+	// env is the globals table of handler chunks: lua-nginx-module gives each
+	// request its own, falling back to _G, so a handler's stray global does
+	// not leak into the next request.
+	env     *lua.LTable
+	envMeta *lua.LTable
+
+	ngx    *lua.LTable
+	buf    []byte // scratch for formatting
+	broken bool
+	// phase is what ngx.get_phase answers outside a request (init,
+	// init_worker, timer).
+	phase Phase
+
+	// Closers run when the current request ends (connections a handler left
+	// checked out, cosockets left open).
+	closers []func()
+}
+
+// NewVM creates a VM with the standard libraries, the ngx API and the
+// preloaded modules, then runs opts.Setup.
+func NewVM(opts *Options) (*VM, error) {
+	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	vm := &VM{L: L, opts: opts, fns: make(map[*lua.FunctionProto]*lua.LFunction)}
+	vm.run.reset()
+	vm.timer = time.AfterFunc(time.Hour, vm.run.expire)
+	vm.timer.Stop()
+	for _, lib := range []struct {
+		name string
+		fn   lua.LGFunction
+	}{
+		{lua.LoadLibName, lua.OpenPackage},
+		{lua.BaseLibName, lua.OpenBase},
+		{lua.TabLibName, lua.OpenTable},
+		{lua.StringLibName, lua.OpenString},
+		{lua.MathLibName, lua.OpenMath},
+		{lua.OsLibName, lua.OpenOs},
+		{lua.IoLibName, lua.OpenIo},
+		{lua.DebugLibName, lua.OpenDebug},
+		{lua.CoroutineLibName, lua.OpenCoroutine},
+	} {
+		L.Push(L.NewFunction(lib.fn))
+		L.Push(lua.LString(lib.name))
+		L.Call(1, 0)
+	}
+	pkg := L.GetGlobal("package").(*lua.LTable)
+	if opts.PackagePath != "" {
+		pkg.RawSetString("path", lua.LString(opts.PackagePath))
+	}
+	pkg.RawSetString("cpath", lua.LString(""))
+	vm.errfunc = L.NewFunction(vm.traceback)
+	vm.envMeta = L.NewTable()
+	vm.envMeta.RawSetString("__index", L.Get(lua.GlobalsIndex))
+	vm.newEnv()
+	vm.openNgx()
+	vm.openModules()
+	for name, loader := range opts.Preload {
+		L.PreloadModule(name, vm.guard(loader))
+	}
+	if opts.Setup != nil {
+		if err := opts.Setup(vm); err != nil {
+			L.Close()
+			return nil, err
+		}
+	}
+	return vm, nil
+}
+
+// Close releases the VM's Lua state.
+func (vm *VM) Close() {
+	vm.timer.Stop()
+	vm.L.Close()
+}
+
+// Broken reports whether the VM saw a Go panic or a timeout and must be
+// discarded rather than reused.
+func (vm *VM) Broken() bool { return vm.broken }
+
+// Request returns the request the VM is serving, or nil.
+func (vm *VM) Request() *Request { return vm.req }
+
+// Options returns the options the VM was built with.
+func (vm *VM) Options() *Options { return vm.opts }
+
+// OnRequestEnd registers fn to run when the current request ends.
+func (vm *VM) OnRequestEnd(fn func()) { vm.closers = append(vm.closers, fn) }
+
+// SetPhase sets the phase reported outside a request (init_by_lua runs
+// under PhaseInit, timers under PhaseTimer).
+func (vm *VM) SetPhase(p Phase) { vm.phase = p }
+
+// Bind makes r the request the VM serves; End unbinds it.
+func (vm *VM) Bind(r *Request) { vm.req = r }
+
+// End finishes the current request: runs the registered closers and gives
+// handler chunks a fresh globals table if the request wrote one.
+func (vm *VM) End() {
+	for i, fn := range vm.closers {
+		fn()
+		vm.closers[i] = nil
+	}
+	vm.closers = vm.closers[:0]
+	if k, _ := vm.env.Next(lua.LNil); k != lua.LNil {
+		vm.newEnv()
+	}
+	vm.req = nil
+}
+
+func (vm *VM) newEnv() {
+	vm.env = vm.L.NewTable()
+	vm.L.SetMetatable(vm.env, vm.envMeta)
+}
+
+// Function returns the VM's function for a compiled chunk, creating it from
+// the shared proto on first use.
+func (vm *VM) Function(proto *lua.FunctionProto) *lua.LFunction {
+	fn, ok := vm.fns[proto]
+	if !ok {
+		fn = vm.L.NewFunctionFromProto(proto)
+		vm.fns[proto] = fn
+	}
+	fn.Env = vm.env
+	return fn
+}
+
+// Run runs a compiled chunk as a phase handler of the bound request with a
+// deadline (0 = none). It returns nil when the chunk finished or called
+// ngx.exit (see Request.Exited), ErrTimeout, or a *LuaError.
+func (vm *VM) Run(proto *lua.FunctionProto, timeout time.Duration) error {
+	return vm.Call(vm.Function(proto), timeout)
+}
+
+// Call runs fn (no arguments, no results) like Run.
+func (vm *VM) Call(fn *lua.LFunction, timeout time.Duration) error {
+	L := vm.L
+	vm.run.start(timeout)
+	if timeout > 0 {
+		vm.timer.Reset(timeout)
+	}
+	L.SetContext(&vm.run)
+	L.Push(fn)
+	err := L.PCall(0, 0, vm.errfunc)
+	L.RemoveContext()
+	if timeout > 0 {
+		vm.timer.Stop()
+	}
+	cause := vm.run.finish()
+	L.SetTop(0)
+	if err == nil {
+		return nil
+	}
+	if cause == errExit {
+		return nil
+	}
+	if cause == ErrTimeout {
+		// The chunk was stopped anywhere, perhaps inside a module's
+		// initialisation: its state cannot be trusted any more.
+		vm.broken = true
+		return ErrTimeout
+	}
+	var msg string
+	if apiErr, ok := err.(*lua.ApiError); ok {
+		msg = apiErr.Object.String()
+	} else {
+		msg = err.Error()
+	}
+	lerr := &LuaError{Msg: msg}
+	if i := strings.Index(msg, "\nstack traceback:"); i >= 0 {
+		lerr.Msg, lerr.Traceback = msg[:i], msg[i+1:]
+	}
+	return lerr
+}
+
+// traceback is the error handler of every run: it appends a traceback to
+// real errors, and stays cheap for ngx.exit, which ends a run through the
+// error path too.
+func (vm *VM) traceback(L *lua.LState) int {
+	if vm.run.cancelled() {
+		return 1
+	}
+	v := L.Get(1)
+	msg, ok := v.(lua.LString)
+	if !ok {
+		if v == lua.LNil {
+			msg = "nil"
+		} else {
+			msg = lua.LString(L.ToStringMeta(v).String())
+		}
+	}
+	var b strings.Builder
+	b.WriteString(string(msg))
+	b.WriteString("\nstack traceback:\ncoroutine 0:")
+	for level := 1; level < 24; level++ {
+		dbg, ok := L.GetStack(level)
+		if !ok {
+			break
+		}
+		if _, err := L.GetInfo("Sln", dbg, lua.LNil); err != nil {
+			break
+		}
+		b.WriteString("\n\t")
+		if dbg.What == "G" {
+			b.WriteString("[C]: in ")
+		} else {
+			fmt.Fprintf(&b, "%s:%d: in ", dbg.Source, dbg.CurrentLine)
+		}
+		switch {
+		case dbg.What == "main":
+			b.WriteString("main chunk")
+		case dbg.Name != "":
+			fmt.Fprintf(&b, "function '%s'", dbg.Name)
+		default:
+			b.WriteString("function <anonymous>")
+		}
+	}
+	L.Push(lua.LString(b.String()))
+	return 1
+}
+
+// guard marks the VM broken when a Go function reached from Lua panics: the
+// panic still becomes a Lua error (gopher-lua recovers it), but a VM whose Go
+// side failed half-way is not reused.
+func (vm *VM) guard(fn lua.LGFunction) lua.LGFunction {
+	return func(L *lua.LState) int {
+		defer func() {
+			if r := recover(); r != nil {
+				if _, ok := r.(*lua.ApiError); !ok {
+					vm.broken = true
+				}
+				panic(r)
+			}
+		}()
+		return fn(L)
+	}
+}
+
+// Exit ends the running chunk after ngx.exit and friends: the run context is
+// cancelled, so even a pcall around the call cannot resume the chunk.
+func (vm *VM) Exit(code int) {
+	r := vm.req
+	r.Exited = true
+	r.ExitCode = code
+	vm.run.cancel(errExit)
+	vm.L.RaiseError("exit")
+}
+
+// runContext is the VM's context.Context for one run. gopher-lua polls Done
+// before every instruction, so the channel is only replaced after it was
+// closed, and a deadline costs a timer Reset rather than an allocation.
+type runContext struct {
+	mu       sync.Mutex
+	done     chan struct{}
+	closed   bool
+	err      error
+	deadline time.Time
+	running  bool
+}
+
+func (c *runContext) reset() {
+	c.done = make(chan struct{})
+	c.closed = false
+	c.err = nil
+}
+
+func (c *runContext) start(timeout time.Duration) {
+	c.mu.Lock()
+	if c.closed {
+		c.reset()
+	}
+	c.running = true
+	c.deadline = time.Time{}
+	if timeout > 0 {
+		c.deadline = time.Now().Add(timeout)
+	}
+	c.mu.Unlock()
+}
+
+// finish ends a run and returns why it was cancelled, if it was.
+func (c *runContext) finish() error {
+	c.mu.Lock()
+	c.running = false
+	err := c.err
+	c.mu.Unlock()
+	return err
+}
+
+func (c *runContext) cancel(err error) {
+	c.mu.Lock()
+	if !c.closed {
+		c.err = err
+		c.closed = true
+		close(c.done)
+	}
+	c.mu.Unlock()
+}
+
+func (c *runContext) cancelled() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.closed
+}
+
+// expire is the timer callback. A late callback from an earlier run finds
+// the deadline not yet reached and does nothing.
+func (c *runContext) expire() {
+	c.mu.Lock()
+	fire := c.running && !c.closed && !c.deadline.IsZero() && !time.Now().Before(c.deadline)
+	c.mu.Unlock()
+	if fire {
+		c.cancel(ErrTimeout)
+	}
+}
+
+func (c *runContext) Deadline() (time.Time, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.deadline, !c.deadline.IsZero()
+}
+func (c *runContext) Done() <-chan struct{} { return c.done }
+func (c *runContext) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+func (c *runContext) Value(any) any { return nil }

@@ -1,0 +1,173 @@
+package luabind
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+)
+
+type logLine struct {
+	level int
+	msg   string
+}
+
+type testLogger struct{ lines []logLine }
+
+func (l *testLogger) Log(level int, _ *Request, msg string) {
+	l.lines = append(l.lines, logLine{level, msg})
+}
+
+func compile(t testing.TB, name, code string) *lua.FunctionProto {
+	t.Helper()
+	chunk, err := parse.Parse(strings.NewReader(code), name)
+	require.NoError(t, err)
+	proto, err := lua.Compile(chunk, name)
+	require.NoError(t, err)
+	return proto
+}
+
+// runChunk serves one request through code in a fresh VM and returns the
+// request, the error of the run and the logger.
+func runChunk(t *testing.T, uri, code string, timeout time.Duration) (*fasthttp.RequestCtx, *Request, error, *testLogger) {
+	t.Helper()
+	log := &testLogger{}
+	vm, err := NewVM(&Options{Logger: log})
+	require.NoError(t, err)
+	t.Cleanup(vm.Close)
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.SetRequestURI(uri)
+	ctx.Request.Header.Set("User-Agent", "test/1")
+	r := &Request{Ctx: ctx, Phase: PhaseContent, Path: ctx.Path(), Start: time.Now()}
+	vm.Bind(r)
+	err = vm.Run(compile(t, "content_by_lua(nginx.conf:1)", code), timeout)
+	vm.End()
+	return ctx, r, err, log
+}
+
+func TestNgxSayFormatting(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/", `
+		ngx.say("a", 1, 2.5, 1/3, true, false, nil, ngx.null, {"x", {"y", 3}})
+		ngx.print(1e15, " ", -0.0, " ", 100, " ", 1e100, " ", 2^53)
+		ngx.say()
+		ngx.say(1/0, " ", -1/0, " ", 0.1)
+	`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "a12.50.33333333333333truefalsenilnullxy3\n1e+15 -0 100 1e+100 9.007199254741e+15\ninf -inf 0.1\n", string(ctx.Response.Body()))
+}
+
+func TestNgxSayRejectsHashTables(t *testing.T) {
+	_, _, err, _ := runChunk(t, "/", `ngx.say({a = 1})`, 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "bad argument #1 to 'say' (non-array table found)")
+	_, _, err, _ = runChunk(t, "/", `ngx.say(print)`, 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "string, number, boolean, nil, ngx.null, or array table expected, got function")
+}
+
+func TestNgxExitStopsTheChunkEvenInsidePcall(t *testing.T) {
+	ctx, r, err, _ := runChunk(t, "/", `
+		ngx.say("before")
+		pcall(ngx.exit, 201)
+		ngx.say("after")
+	`, 0)
+	require.NoError(t, err)
+	assert.True(t, r.Exited)
+	assert.Equal(t, 201, r.ExitCode)
+	assert.Equal(t, "before\n", string(ctx.Response.Body()))
+}
+
+func TestRunawayChunkTimesOut(t *testing.T) {
+	start := time.Now()
+	_, _, err, _ := runChunk(t, "/", `while true do end`, 50*time.Millisecond)
+	assert.ErrorIs(t, err, ErrTimeout)
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
+
+func TestRuntimeErrorCarriesTraceback(t *testing.T) {
+	_, _, err, _ := runChunk(t, "/", "local x = nil\nerror('boom')", 0)
+	var lerr *LuaError
+	require.ErrorAs(t, err, &lerr)
+	assert.Equal(t, "content_by_lua(nginx.conf:1):2: boom", lerr.Msg)
+	assert.Contains(t, lerr.Traceback, "stack traceback:")
+	assert.Contains(t, lerr.Traceback, "content_by_lua(nginx.conf:1):2: in main chunk")
+}
+
+func TestNgxVar(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/p/a?Key=v%20x&b&key=second", `
+		ngx.say(ngx.var.arg_key, "|", ngx.var.arg_b, "|", ngx.var.arg_missing, "|", ngx.var.uri, "|", ngx.var.args)
+		ngx.say(ngx.var.http_user_agent, "|", ngx.var.request_method, "|", ngx.var.request_uri)
+	`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "v%20x||nil|/p/a|Key=v%20x&b&key=second\ntest/1|GET|/p/a?Key=v%20x&b&key=second\n", string(ctx.Response.Body()))
+}
+
+func TestNgxHeaderAndStatus(t *testing.T) {
+	ctx, _, err, log := runChunk(t, "/", `
+		ngx.status = 201
+		ngx.header.content_type = "text/x-test"
+		ngx.header["X-Multi"] = {"a", "b"}
+		ngx.header.x_single = 5
+		local m = ngx.header.x_multi
+		ngx.say(ngx.status, " ", ngx.header["Content-Type"], " ", m[1], m[2], " ", ngx.header.X_Single)
+		ngx.status = 500
+		ngx.header.x_late = "no"
+	`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "201 text/x-test ab 5\n", string(ctx.Response.Body()))
+	assert.Equal(t, 201, ctx.Response.StatusCode())
+	assert.Empty(t, ctx.Response.Header.Peek("X-Late"))
+	require.Len(t, log.lines, 2)
+	assert.Equal(t, "attempt to set ngx.status after sending out response headers", log.lines[0].msg)
+}
+
+func TestNgxLogAndPrint(t *testing.T) {
+	_, _, err, log := runChunk(t, "/", "ngx.log(ngx.ERR, 'x=', 1, ' ', nil, true)\nprint('hi')", 0)
+	require.NoError(t, err)
+	require.Len(t, log.lines, 2)
+	assert.Equal(t, logLine{LogErr, "[lua] content_by_lua(nginx.conf:1):1: x=1 niltrue"}, log.lines[0])
+	assert.Equal(t, logLine{LogNotice, "[lua] content_by_lua(nginx.conf:1):2: hi"}, log.lines[1])
+}
+
+func TestGlobalsArePerRequest(t *testing.T) {
+	vm, err := NewVM(&Options{})
+	require.NoError(t, err)
+	defer vm.Close()
+	proto := compile(t, "x", `counter = (counter or 0) + 1 ngx.say(counter)`)
+	for i := 0; i < 2; i++ {
+		ctx := &fasthttp.RequestCtx{}
+		vm.Bind(&Request{Ctx: ctx, Phase: PhaseContent})
+		require.NoError(t, vm.Run(proto, 0))
+		vm.End()
+		assert.Equal(t, "1\n", string(ctx.Response.Body()))
+	}
+}
+
+func TestUnavailableModules(t *testing.T) {
+	_, _, err, _ := runChunk(t, "/", `require "ffi"`, 0)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "module 'ffi' is not available")
+}
+
+func BenchmarkNgxSayHello(b *testing.B) {
+	vm, err := NewVM(&Options{})
+	require.NoError(b, err)
+	defer vm.Close()
+	proto := compile(b, "x", `ngx.say("hello")`)
+	ctx := &fasthttp.RequestCtx{}
+	r := &Request{Ctx: ctx, Phase: PhaseContent}
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.ResetBody()
+		vm.Bind(r)
+		if err := vm.Run(proto, time.Second); err != nil {
+			b.Fatal(err)
+		}
+		vm.End()
+	}
+}
