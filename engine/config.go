@@ -258,7 +258,8 @@ func (c *LuaChunk) AppendPath(dst []byte, lookup func(name string) []byte) ([]by
 	if !ok {
 		return dst[:n], ErrPathEscapes
 	}
-	k := copy(dst[n:], out[m:])
+	// out may be a new array; shift the joined path down over the raw value
+	k := copy(out[n:], out[m:])
 	return out[:n+k], nil
 }
 
