@@ -172,7 +172,11 @@ func (r *Router) Server(localAddr string, host []byte) *Server {
 		}
 	}
 	for _, nr := range as.regex {
-		if nr.m.match(name, nil) {
+		ok, done := nr.m.backtrack(name, nil)
+		if !done {
+			ok = nr.m.std.MatchString(string(name))
+		}
+		if ok {
 			return nr.srv
 		}
 	}
@@ -333,7 +337,7 @@ type matcher struct {
 
 // maxBacktrackBits bounds the visited bitmap (prog size × input length);
 // longer inputs go to the standard library, which allocates.
-const maxBacktrackBits = 1 << 23
+const maxBacktrackBits = 1 << 20
 
 type btState struct {
 	visited []uint32
@@ -390,21 +394,31 @@ func (m *matcher) matchLong(in []byte, caps *Captures) bool {
 // match reports whether in matches (leftmost-first, like Perl and nginx's
 // PCRE) and, when caps is not nil, fills it.
 func (m *matcher) match(in []byte, caps *Captures) bool {
-	if len(m.prog.Inst)*(len(in)+1) > maxBacktrackBits {
+	ok, done := m.backtrack(in, caps)
+	if !done {
 		return m.matchLong(in, caps)
+	}
+	return ok
+}
+
+// backtrack is match without the fallback for long inputs (done is false
+// then); it does not retain in, so callers may pass stack buffers.
+func (m *matcher) backtrack(in []byte, caps *Captures) (ok, done bool) {
+	if len(m.prog.Inst)*(len(in)+1) > maxBacktrackBits {
+		return false, false
 	}
 	st, _ := m.pool.Get().(*btState)
 	if st == nil {
 		st = &btState{}
 	}
-	ok := m.run(st, in, caps != nil)
+	ok = m.run(st, in, caps != nil)
 	if ok && caps != nil {
 		caps.n = m.ncap / 2
 		copy(caps.idx[:m.ncap], st.cap[:m.ncap])
 		caps.names = m.names
 	}
 	m.pool.Put(st)
-	return ok
+	return ok, true
 }
 
 func (m *matcher) run(st *btState, in []byte, wantCaps bool) bool {
