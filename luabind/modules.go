@@ -16,6 +16,10 @@ var unavailable = map[string]string{
 // openModules registers the modules every VM can require.
 func (vm *VM) openModules() {
 	L := vm.L
+	OpenTableExt(L)
+	L.PreloadModule("cjson", CjsonLoader)
+	L.PreloadModule("cjson.safe", CjsonSafeLoader)
+	L.PreloadModule("bit", BitLoader)
 	for name, why := range unavailable {
 		msg := "module '" + name + "' is not available: " + why
 		L.PreloadModule(name, func(L *lua.LState) int {

@@ -108,6 +108,14 @@ func (vm *VM) openNgx() {
 	ngx.RawSetString("header", vm.proxy(vm.headerIndex, vm.headerNewIndex))
 	vm.openNgxReq(ngx)
 	vm.openNgxMisc(ngx)
+	registerNgxEncoding(L, ngx)
+	registerNgxTime(L, ngx, vm.opts.clock())
+	registerNgxShared(L, ngx, func(name string) *SharedDict {
+		if vm.opts.SharedDict == nil {
+			return nil
+		}
+		return vm.opts.SharedDict(name)
+	})
 
 	// ngx.status and ngx.ctx are computed per request, as in
 	// lua-nginx-module, through the ngx table's metatable.
@@ -121,10 +129,9 @@ func (vm *VM) openNgx() {
 	L.PreloadModule("ngx", func(L *lua.LState) int { L.Push(vm.ngx); return 1 })
 }
 
-// Null is ngx.null (and cjson.null): a light sentinel distinct from nil.
-var Null = &lua.LUserData{Value: nullMarker{}}
-
-type nullMarker struct{}
+// Null is ngx.null, the very value cjson.null is (OpenResty code compares
+// them): a sentinel distinct from nil.
+var Null = CjsonNull
 
 // proxy makes a table whose reads and writes go to Go.
 func (vm *VM) proxy(index, newindex lua.LGFunction) *lua.LTable {
@@ -258,10 +265,6 @@ func appendOutput(L *lua.LState, b []byte, v lua.LValue, argn int, fname string)
 		return append(b, "false"...)
 	case *lua.LNilType:
 		return append(b, "nil"...)
-	case *lua.LUserData:
-		if v == Null {
-			return append(b, "null"...)
-		}
 	case *lua.LTable:
 		n := v.MaxN()
 		if n == 0 && v.Len() == 0 {
@@ -284,6 +287,9 @@ func appendOutput(L *lua.LState, b []byte, v lua.LValue, argn int, fname string)
 			b = appendOutput(L, b, v.RawGetInt(i), argn, fname)
 		}
 		return b
+	}
+	if v == Null {
+		return append(b, "null"...)
 	}
 	argError(L, argn, fname, "string, number, boolean, nil, ngx.null, or array table expected, got "+v.Type().String())
 	return b

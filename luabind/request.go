@@ -85,6 +85,8 @@ type Request struct {
 	Start time.Time
 	// Internal is true for ngx.exec / subrequests (ngx.req.is_internal).
 	Internal bool
+	// Socket holds the location's lua_socket_* settings (nil: defaults).
+	Socket *SocketSettings
 
 	// Exited is set by ngx.exit/ngx.redirect/ngx.exec; ExitCode is the
 	// status (or ngx.OK, ngx.ERROR …) the phase chain must act on.
@@ -122,4 +124,27 @@ func (r *Request) Capture(n int) []byte {
 		return nil
 	}
 	return r.Path[lo:hi]
+}
+
+// SocketSettings are the lua_socket_* directives in effect for a request;
+// cosockets and the memcached modules take their defaults from them.
+type SocketSettings struct {
+	ConnectTimeout, SendTimeout, ReadTimeout time.Duration // default 60s each
+	PoolSize                                 int           // default 30
+	KeepaliveTimeout                         time.Duration // default 60s
+	LogErrors                                bool          // default true
+}
+
+// DefaultSocketSettings are lua-nginx-module's defaults.
+var DefaultSocketSettings = SocketSettings{
+	ConnectTimeout: 60 * time.Second, SendTimeout: 60 * time.Second, ReadTimeout: 60 * time.Second,
+	PoolSize: 30, KeepaliveTimeout: 60 * time.Second, LogErrors: true,
+}
+
+// SocketDefaults returns the request's socket settings or the defaults.
+func (r *Request) SocketDefaults() *SocketSettings {
+	if r == nil || r.Socket == nil {
+		return &DefaultSocketSettings
+	}
+	return r.Socket
 }

@@ -8,6 +8,8 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
+
+	"luaserve/memcached"
 )
 
 // Sentinel errors of a chunk run.
@@ -48,6 +50,37 @@ type Options struct {
 	Setup func(vm *VM) error
 	// Exiting answers ngx.worker.exiting().
 	Exiting func() bool
+	// SharedDict returns the process-wide dict of a lua_shared_dict, or nil.
+	SharedDict func(name string) *SharedDict
+	// Clock is the cached time behind ngx.now and friends (default: one
+	// process-wide clock the engine updates per request, see UpdateClock).
+	Clock Clock
+	// Pools are the process-wide memcached connection pools every VM's
+	// memcached modules draw from; the engine owns them, so they survive
+	// reloads. Nil means a private set (tests).
+	Pools *memcached.Pools
+}
+
+// defaultClock is the process-wide cached time, as nginx's is per worker.
+var defaultClock = NewCachedClock()
+
+// UpdateClock refreshes the default clock; the engine calls it as a request
+// starts, as nginx updates its time once per event-loop turn.
+func UpdateClock() { defaultClock.Update() }
+
+// MemcachedPools returns the pools the memcached modules share.
+func (vm *VM) MemcachedPools() *memcached.Pools {
+	if vm.opts.Pools == nil {
+		vm.opts.Pools = &memcached.Pools{}
+	}
+	return vm.opts.Pools
+}
+
+func (o *Options) clock() Clock {
+	if o.Clock != nil {
+		return o.Clock
+	}
+	return defaultClock
 }
 
 // VM is one Lua state: the analog of an nginx worker. It runs one request at
