@@ -13,6 +13,11 @@ var unavailable = map[string]string{
 	"resty.lrucache": "resty.lrucache is built on LuaJIT's FFI, which luaserve does not have; use ngx.shared.DICT",
 }
 
+// vmOpeners are registered by the files that define Go-native modules
+// (resty.bmemcached, resty.memcached, ngx.socket …) from their init
+// functions; every new VM runs each once.
+var vmOpeners []func(vm *VM)
+
 // openModules registers the modules every VM can require.
 func (vm *VM) openModules() {
 	L := vm.L
@@ -20,6 +25,9 @@ func (vm *VM) openModules() {
 	L.PreloadModule("cjson", CjsonLoader)
 	L.PreloadModule("cjson.safe", CjsonSafeLoader)
 	L.PreloadModule("bit", BitLoader)
+	for _, open := range vmOpeners {
+		open(vm)
+	}
 	for name, why := range unavailable {
 		msg := "module '" + name + "' is not available: " + why
 		L.PreloadModule(name, func(L *lua.LState) int {
