@@ -84,14 +84,15 @@ func (o *Options) network(addr string) string {
 
 // dialNet makes the socket (and TLS session) for addr within the connect
 // timeout and ctx.
-func dialNet(ctx context.Context, addr string, o *Options) (net.Conn, error) {
+func dialNet(ctx context.Context, addr string, o *Options) (nc, raw net.Conn, err error) {
 	ctx, cancel := context.WithTimeout(ctx, o.connectTimeout())
 	defer cancel()
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, o.network(addr), addr)
+	nc, err = d.DialContext(ctx, o.network(addr), addr)
 	if err != nil {
-		return nil, wrapNetErr(err)
+		return nil, nil, wrapNetErr(err)
 	}
+	raw = nc
 	if o.TLS != nil {
 		cfg := o.TLS
 		if cfg.ServerName == "" && !cfg.InsecureSkipVerify {
@@ -103,11 +104,11 @@ func dialNet(ctx context.Context, addr string, o *Options) (net.Conn, error) {
 		tc := tls.Client(nc, cfg)
 		if err := tc.HandshakeContext(ctx); err != nil {
 			nc.Close()
-			return nil, wrapNetErr(err)
+			return nil, nil, wrapNetErr(err)
 		}
 		nc = tc
 	}
-	return nc, nil
+	return nc, raw, nil
 }
 
 // Conn is one connection to one server, driven directly: requests are
@@ -117,6 +118,7 @@ func dialNet(ctx context.Context, addr string, o *Options) (net.Conn, error) {
 // broken (see Resumable), and a broken Conn is closed rather than pooled.
 type Conn struct {
 	nc      net.Conn
+	raw     net.Conn // the socket under TLS, or nc
 	br      *bufio.Reader
 	bw      *bufio.Writer
 	addr    string
@@ -140,12 +142,13 @@ func Dial(ctx context.Context, addr string, opts *Options) (*Conn, error) {
 	if opts != nil {
 		o = *opts
 	}
-	nc, err := dialNet(ctx, addr, &o)
+	nc, raw, err := dialNet(ctx, addr, &o)
 	if err != nil {
 		return nil, fmt.Errorf("memcached: dial %s: %w", addr, err)
 	}
 	c := &Conn{
 		nc:   nc,
+		raw:  raw,
 		br:   bufio.NewReaderSize(nc, 16<<10),
 		bw:   bufio.NewWriterSize(nc, 16<<10),
 		addr: addr,

@@ -78,7 +78,7 @@ func (p *Pool) Put(c *Conn, maxIdle time.Duration, poolSize int) {
 	if poolSize <= 0 {
 		poolSize = DefaultPoolSize
 	}
-	if c.Broken() || c.pool != p || c.br.Buffered() > 0 || c.Flush() != nil {
+	if c.Broken() || c.pool != p || c.Flush() != nil || !c.quiet() {
 		c.Close() //nolint:errcheck
 		return
 	}
@@ -103,6 +103,21 @@ func (p *Pool) Put(c *Conn, maxIdle time.Duration, poolSize int) {
 	for _, e := range evict {
 		e.Close() //nolint:errcheck
 	}
+}
+
+// quiet reports whether nothing is waiting on c: no reply left unread (it
+// would be taken for the next caller's) and no close from the server. It
+// polls the socket without blocking. Under TLS only a close is detected,
+// since the server may send session tickets unasked.
+func (c *Conn) quiet() bool {
+	if c.br.Buffered() > 0 {
+		return false
+	}
+	data, eof, ok := pollSocket(c.raw)
+	if !ok {
+		return true
+	}
+	return !eof && (!data || c.raw != c.nc)
 }
 
 // Idle returns the number of pooled connections (expired ones included until
