@@ -12,6 +12,7 @@ import (
 
 	"luaserve/memcached"
 	"luaserve/memcached/internal/mctest"
+	"luaserve/memcached/server"
 )
 
 // backend starts one memcached-compatible server for a test and returns its
@@ -21,13 +22,17 @@ type backend struct {
 	start func(t *testing.T) string
 }
 
-// backends is the list every behaviour test runs against. The embedded
-// server (memcached/server) joins it with one line once it exposes
-// server.Start(server.Config{Addr: "127.0.0.1:0"}) with Addr() and Close():
-//
-//	{"embedded", func(t *testing.T) string { s, err := server.Start(server.Config{Addr: "127.0.0.1:0"}); require.NoError(t, err); t.Cleanup(func() { s.Close() }); return s.Addr().String() }},
+// backends is the list every behaviour test runs against: a real memcached
+// and the embedded server. A difference between them is a bug in the
+// embedded server.
 var backends = []backend{
 	{"real", func(t *testing.T) string { return mctest.Real(t).Addr }},
+	{"embedded", func(t *testing.T) string {
+		s, err := server.Start(server.Config{Addr: "127.0.0.1:0"})
+		require.NoError(t, err)
+		t.Cleanup(func() { s.Close() })
+		return s.Addr().String()
+	}},
 }
 
 func forEachBackend(t *testing.T, fn func(t *testing.T, c *memcached.Client)) {
