@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -276,6 +277,16 @@ func Load(prefix, confFile string) (*Config, error) {
 		file = filepath.Join(absPrefix, file)
 	}
 	file = filepath.Clean(file)
+	src, err := readRegular(file)
+	if err != nil {
+		return nil, &ConfigError{Msg: openError(file, err)}
+	}
+	return loadSource(absPrefix, file, src)
+}
+
+// loadSource is Load after the main file is read; prefix and file are
+// absolute and clean.
+func loadSource(absPrefix, file string, src []byte) (*Config, error) {
 	b := &builder{
 		cfg: &Config{
 			Prefix:   absPrefix,
@@ -284,10 +295,6 @@ func Load(prefix, confFile string) (*Config, error) {
 			PidFile:  filepath.Join(absPrefix, "logs/nginx.pid"),
 		},
 		confDir: filepath.Dir(file),
-	}
-	src, err := os.ReadFile(file)
-	if err != nil {
-		return nil, &ConfigError{Msg: openError(file, err)}
 	}
 	b.cfg.Files = append(b.cfg.Files, file)
 	dirs, err := Parse(file, src)
@@ -301,6 +308,25 @@ func Load(prefix, confFile string) (*Config, error) {
 		return nil, err
 	}
 	return b.cfg, nil
+}
+
+// errNotRegular refuses devices and FIFOs, which could block a load forever.
+var errNotRegular = errors.New("not a regular file")
+
+func readRegular(name string) ([]byte, error) {
+	f, err := os.Open(name)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !st.Mode().IsRegular() {
+		return nil, errNotRegular
+	}
+	return io.ReadAll(f)
 }
 
 // openError renders an open failure the way nginx logs it.
@@ -409,7 +435,7 @@ func (b *builder) include(d *Directive, sc *scope, depth int) error {
 		if st, err := os.Stat(f); err == nil && st.IsDir() {
 			continue
 		}
-		src, err := os.ReadFile(f)
+		src, err := readRegular(f)
 		if err != nil {
 			return b.errf(d, "%s", openError(f, err))
 		}
@@ -465,7 +491,31 @@ func (b *builder) finish() error {
 		}
 		s.lv = buildLevel(s.Locations)
 	}
+	b.checkServerNames()
 	return checkDefaultServers(b.cfg)
+}
+
+// checkServerNames warns, as nginx does, when two servers on one address
+// claim the same name; the router keeps the first.
+func (b *builder) checkServerNames() {
+	type key struct{ addr, name string }
+	seen := map[key]*Server{}
+	for _, s := range b.cfg.HTTP.Servers {
+		for _, l := range s.Listens {
+			for _, n := range s.Names {
+				if n.Kind == NameExact && n.Name == "" {
+					continue
+				}
+				k := key{l.Addr, n.Raw}
+				if o, dup := seen[k]; dup && o != s {
+					b.cfg.Warnings = append(b.cfg.Warnings, Warning{File: s.File, Line: s.Line,
+						Msg: fmt.Sprintf("conflicting server name %q on %s, ignored", n.Raw, l.Addr)})
+					continue
+				}
+				seen[k] = s
+			}
+		}
+	}
 }
 
 func mergeTree(l, parent *Location) {
@@ -628,7 +678,7 @@ func (b *builder) compileFile(d *Directive, path string) (*LuaChunk, error) {
 	s = filepath.Clean(s)
 	c.Path = &Template{src: s, segs: []tmplSeg{{lit: s}}}
 	c.Name = s
-	src, err := os.ReadFile(s)
+	src, err := readRegular(s)
 	if err != nil {
 		return nil, b.errf(d, "failed to load external Lua file %q: cannot open %s", s, s)
 	}

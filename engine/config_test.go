@@ -1,6 +1,8 @@
 package engine
 
 import (
+	"bytes"
+	"errors"
 	"os"
 	"path/filepath"
 	"strings"
@@ -498,4 +500,48 @@ func TestParseSizeTime(t *testing.T) {
 		_, ok := parseTime(s)
 		assert.False(t, ok, s)
 	}
+}
+
+func FuzzLoad(f *testing.F) {
+	for _, s := range []string{
+		"http { server { listen 80; server_name a *.b c.* ~d; location / { root html; } location ~ ^/(x)$ { content_by_lua_file $1.lua; } } }",
+		"http { lua_shared_dict d 1m; init_by_lua_block { x = {} } server { location = / { return 200 'ok $uri'; set $a b; } } }",
+		"events { worker_connections 1; } error_log logs/e.log info; env A=b; memcached_embedded 127.0.0.1:1 1m;",
+		"http { include x/*.conf; types { text/html html; } access_log off; keepalive_timeout 5s; }",
+		"http { server { location /a { location /a/b { location ~ c { } } } location @n { } } }",
+	} {
+		f.Add([]byte(s))
+	}
+	prefix := f.TempDir()
+	file := filepath.Join(prefix, "conf", "nginx.conf")
+	f.Fuzz(func(t *testing.T, src []byte) {
+		if bytes.Contains(src, []byte("include")) {
+			t.Skip("include could walk the real file system; unit tests cover it")
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			cfg, err := loadSource(prefix, file, src)
+			if err != nil {
+				var ce *ConfigError
+				if !errors.As(err, &ce) {
+					t.Errorf("not a ConfigError: %v", err)
+				}
+				return
+			}
+			if cfg.HTTP != nil {
+				r := NewRouter(cfg.HTTP)
+				for _, s := range cfg.HTTP.Servers {
+					r.Server(s.Listens[0].Addr, []byte("example.com"))
+					var caps Captures
+					s.Match([]byte("/a/b/c.lua"), &caps)
+				}
+			}
+		}()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatalf("load hung on %q", src)
+		}
+	})
 }

@@ -260,6 +260,9 @@ func TestRouterServer(t *testing.T) {
 		server { listen 127.0.0.1:9090 default_server; server_name two.com; set $name nine-default; }
 		server { listen unix:/tmp/x.sock; server_name sock.com; set $name sock; }
 	}`, nil)
+	require.Len(t, cfg.Warnings, 1)
+	assert.Equal(t, `conflicting server name "example.com" on :8080, ignored`, cfg.Warnings[0].Msg)
+	assert.Equal(t, 12, cfg.Warnings[0].Line)
 	r := NewRouter(cfg.HTTP)
 	name := func(s *Server) string {
 		if s == nil {
