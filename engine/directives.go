@@ -84,6 +84,7 @@ func init() {
 		"accept_mutex":         {ctx: ctxEvents, args: argsFlag, apply: applyFlag(nil)},
 		"multi_accept":         {ctx: ctxEvents, args: argsFlag, apply: applyFlag(nil)},
 		"use":                  {ctx: ctxEvents, args: args1, apply: ignore},
+		"accept_mutex_delay":   {ctx: ctxEvents, args: args1, apply: applyTime(nil)},
 		"user": {ctx: ctxMain, args: args12, apply: func(b *builder, d *Directive, _ *scope) error {
 			b.warn(d, `"user" is ignored: luaserve does not switch users`)
 			return nil
@@ -193,6 +194,8 @@ func init() {
 			})(b, d, sc)
 		}},
 		"lua_shared_dict": {ctx: ctxHTTP, args: args2, apply: applySharedDict},
+		// the request body is always read before Lua runs, so this only validates
+		"lua_need_request_body": {ctx: ctxHSL, args: argsFlag, apply: applyFlag(nil)},
 		"lua_request_timeout": {ctx: ctxHSL, args: args1, apply: func(b *builder, d *Directive, sc *scope) error {
 			if err := b.setOnce(d, sc, setReqTimeout); err != nil {
 				return err

@@ -6,6 +6,7 @@ import (
 	"regexp"
 	"regexp/syntax"
 	"slices"
+	"strings"
 	"sync"
 	"unicode/utf8"
 )
@@ -28,6 +29,7 @@ type addrServers struct {
 	leading  map[string]*Server // ".example.com" for "*.example.com"
 	trailing map[string]*Server // "www.example." for "www.example.*"
 	regex    []nameRegex
+	servers  []*Server
 }
 
 type nameRegex struct {
@@ -37,7 +39,8 @@ type nameRegex struct {
 
 // NewRouter indexes h's servers by listen address and server name. When two
 // servers on one address claim the same name, the first wins (nginx warns
-// "conflicting server name" and does the same).
+// "conflicting server name" and does the same). "[::]:port" is the same
+// wildcard as ":port" here, since Go listens on both families at once.
 func NewRouter(h *HTTP) *Router {
 	r := &Router{addrs: map[string]*addrServers{}, ports: map[string]*addrServers{}}
 	if h == nil {
@@ -48,17 +51,23 @@ func NewRouter(h *HTTP) *Router {
 			r.first = s
 		}
 		for _, l := range s.Listens {
-			as := r.addrs[l.Addr]
+			key := l.Addr
+			if l.Network == "tcp" && strings.HasPrefix(key, "[::]:") {
+				key = key[len("[::]"):]
+			}
+			as := r.addrs[key]
 			if as == nil {
 				as = &addrServers{exact: map[string]*Server{}, leading: map[string]*Server{}, trailing: map[string]*Server{}}
-				r.addrs[l.Addr] = as
-				if l.Network == "tcp" && len(l.Addr) > 0 && l.Addr[0] == ':' {
-					r.ports[l.Addr[1:]] = as
+				r.addrs[key] = as
+				if l.Network == "tcp" && key[0] == ':' {
+					r.ports[key[1:]] = as
+					r.addrs["[::]"+key] = as
 				}
+				l.Addr = key
 				r.listens = append(r.listens, l)
 			} else if l.ReusePort {
 				for i := range r.listens {
-					if r.listens[i].Addr == l.Addr {
+					if r.listens[i].Addr == key {
 						r.listens[i].ReusePort = true
 					}
 				}
@@ -69,6 +78,7 @@ func NewRouter(h *HTTP) *Router {
 			if as.hasServer(s) {
 				continue
 			}
+			as.servers = append(as.servers, s)
 			for _, n := range s.Names {
 				var m map[string]*Server
 				switch n.Kind {
@@ -90,32 +100,39 @@ func NewRouter(h *HTTP) *Router {
 			}
 		}
 	}
+	// Like nginx, bind only the wildcard when a port also has specific
+	// addresses; Server then needs the connection's real local address to
+	// tell them apart.
+	r.listens = slices.DeleteFunc(r.listens, func(l Listen) bool {
+		if l.Network != "tcp" || l.Addr[0] == ':' {
+			return false
+		}
+		i := lastColon(l.Addr)
+		return i >= 0 && r.ports[l.Addr[i+1:]] != nil
+	})
 	return r
 }
 
-// hasServer reports whether s's names are already indexed here (a server
-// listing the same address twice is rejected at load, but be safe).
+// hasServer reports whether s is already indexed here ("listen 80" and
+// "listen [::]:80" in one server land in the same group).
 func (as *addrServers) hasServer(s *Server) bool {
-	for _, n := range s.Names {
-		if n.Kind == NameExact && as.exact[n.Name] == s {
-			return true
-		}
-	}
-	return false
+	return slices.Contains(as.servers, s)
 }
 
 // Listens returns the distinct listen addresses over all servers, in config
-// order; the runtime opens one listener for each. The slice must not be
-// modified.
+// order; the runtime opens one listener for each. A specific "ip:port" is
+// left out when the same port also has a wildcard listen (nginx binds only
+// the wildcard then). The slice must not be modified.
 func (r *Router) Listens() []Listen { return r.listens }
 
 // maxHostLen bounds the Host header we try to match; longer names cannot be
 // valid DNS names and go to the default server.
 const maxHostLen = 255
 
-// Server returns the server block for a connection that arrived on the
-// listener for localAddr (a Listen.Addr from Listens, or the socket's
-// "ip:port", which falls back to a wildcard ":port" listen) and its Host
+// Server returns the server block for a connection that arrived on
+// localAddr — the connection's real local "ip:port" (which falls back to the
+// wildcard ":port" group when no server listens on that exact address), or a
+// Listen.Addr from Listens, or a unix socket path — and its Host
 // header (any port is stripped, matching is case-insensitive). It follows
 // nginx: exact name, longest leading wildcard, longest trailing wildcard,
 // first matching regex in config order, else the address's default server.

@@ -411,3 +411,27 @@ func TestMatcherLongInput(t *testing.T) {
 	assert.Equal(t, "lua", string(caps.Group(in, 3)))
 	assert.False(t, m.match(in[:len(in)-1], nil))
 }
+
+func TestRouterOverlappingListens(t *testing.T) {
+	cfg := mustLoad(t, `http {
+		server { listen 7070; listen [::]:7070; server_name any.com; set $name wild; }
+		server { listen [::]:7070; server_name v6.com; set $name v6; }
+		server { listen 127.0.0.1:7070; server_name local.com; set $name local; }
+		server { listen 127.0.0.1:7070; server_name other.com; set $name local2; }
+	}`, nil)
+	r := NewRouter(cfg.HTTP)
+	assert.Equal(t, []Listen{{Network: "tcp", Addr: ":7070", File: cfg.File, Line: 2}}, r.Listens(),
+		"one wildcard listener covers both families and the specific address")
+	tests := []struct{ addr, host, want string }{
+		{":7070", "any.com", "wild"},
+		{":7070", "v6.com", "v6"},
+		{"[::]:7070", "v6.com", "v6"},
+		{"[::1]:7070", "x", "wild"},
+		{"10.1.1.1:7070", "local.com", "wild"},
+		{"127.0.0.1:7070", "any.com", "local"},
+		{"127.0.0.1:7070", "other.com", "local2"},
+	}
+	for _, tt := range tests {
+		assert.Equal(t, tt.want, locName(r.Server(tt.addr, []byte(tt.host)).Loc), "%s %s", tt.addr, tt.host)
+	}
+}
