@@ -1,0 +1,302 @@
+package engine
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+)
+
+// syncBuffer is an error log the test can read while the engine writes.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// freeAddr returns a loopback address whose port was free a moment ago
+// (nginx, like our parser, rejects port 0 in listen).
+func freeAddr(t testing.TB) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	defer l.Close()
+	return l.Addr().String()
+}
+
+type testServer struct {
+	e      *Engine
+	prefix string
+	addr   string
+	log    *syncBuffer
+	client *fasthttp.Client
+}
+
+// startEngine writes files (path → content) under a fresh prefix, with the
+// http block body as conf/nginx.conf, and starts an engine on it.
+func startEngine(t *testing.T, httpBody string, files map[string]string) *testServer {
+	t.Helper()
+	prefix := t.TempDir()
+	conf := "error_log logs/error.log info;\npid logs/nginx.pid;\nhttp {\n" + httpBody + "\n}\n"
+	files["conf/nginx.conf"] = strings.ReplaceAll(conf, "127.0.0.1:0", freeAddr(t))
+	for name, content := range files {
+		p := filepath.Join(prefix, name)
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o755))
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o644))
+	}
+	log := &syncBuffer{}
+	e, err := New(Options{Prefix: prefix, ErrorLog: log})
+	require.NoError(t, err)
+	require.NoError(t, e.Start())
+	t.Cleanup(func() { e.Shutdown(context.Background(), false) })
+	addrs := e.Addrs()
+	require.NotEmpty(t, addrs)
+	return &testServer{e: e, prefix: prefix, addr: addrs[0], log: log,
+		client: &fasthttp.Client{ReadTimeout: 5 * time.Second, WriteTimeout: 5 * time.Second}}
+}
+
+// do sends method uri (with an optional body) and returns status and body.
+func (s *testServer) do(t *testing.T, method, uri string, body string, headers ...string) (int, string, *fasthttp.Response) {
+	t.Helper()
+	req := fasthttp.AcquireRequest()
+	defer fasthttp.ReleaseRequest(req)
+	req.Header.SetMethod(method)
+	req.SetRequestURI("http://" + s.addr + uri)
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	if body != "" {
+		req.SetBodyString(body)
+	}
+	resp := &fasthttp.Response{}
+	require.NoError(t, s.client.DoTimeout(req, resp, 10*time.Second))
+	return resp.StatusCode(), string(resp.Body()), resp
+}
+
+func (s *testServer) get(t *testing.T, uri string) (int, string) {
+	code, body, _ := s.do(t, "GET", uri, "")
+	return code, body
+}
+
+const basicServer = `
+server {
+	listen 127.0.0.1:0;
+	server_name localhost;
+	lua_request_timeout 200ms;
+	client_max_body_size 16;
+	location = /hello { content_by_lua_block { ngx.say("hello") } }
+	location /err { content_by_lua_block { local t = nil; return t.x } }
+	location /loop { content_by_lua_block { while true do end } }
+	location /exit404 { content_by_lua_block { ngx.exit(404) } }
+	location /exit-after-say { content_by_lua_block { ngx.say("partial") ngx.exit(500) } }
+	location /ret { return 201 "created $arg_x"; }
+	location /redir { return 302 /hello; }
+	location ~ ^/files/(\w+)$ { content_by_lua_file scripts/$1.lua; }
+	location /set {
+		set $greeting "hi $arg_name";
+		content_by_lua_block { ngx.say(ngx.var.greeting) }
+	}
+	location /phases {
+		rewrite_by_lua_block { ngx.ctx.trace = "rewrite" }
+		access_by_lua_block {
+			ngx.ctx.trace = ngx.ctx.trace .. ",access"
+			if ngx.var.arg_deny then ngx.exit(403) end
+		}
+		content_by_lua_block { ngx.say(ngx.ctx.trace, ",content") }
+		log_by_lua_block { ngx.log(ngx.NOTICE, "logged ", ngx.status) }
+	}
+	location /exec { content_by_lua_block { ngx.exec("/hello") } }
+	location /body { content_by_lua_block { ngx.req.read_body() ngx.say(ngx.req.get_body_data()) } }
+	location /static/ { root html; }
+}
+`
+
+func basicFiles() map[string]string {
+	return map[string]string{
+		"scripts/alpha.lua":      `ngx.say("alpha ", ngx.var[1])`,
+		"html/static/a.txt":      "static file\n",
+		"html/static/dir/x.html": "<p>x</p>",
+		"html/static/index.html": "index\n",
+		"secret.txt":             "do not serve",
+	}
+}
+
+func TestEngineServesLuaAndNginxDirectives(t *testing.T) {
+	s := startEngine(t, basicServer, basicFiles())
+	cases := []struct {
+		uri    string
+		status int
+		body   string
+	}{
+		{"/hello", 200, "hello\n"},
+		{"/ret?x=1", 201, "created 1"},
+		{"/set?name=bob", 200, "hi bob\n"},
+		{"/files/alpha", 200, "alpha alpha\n"},
+		{"/phases", 200, "rewrite,access,content\n"},
+		{"/exec", 200, "hello\n"},
+		{"/static/a.txt", 200, "static file\n"},
+		{"/static/", 200, "index\n"},
+	}
+	for _, c := range cases {
+		t.Run(c.uri, func(t *testing.T) {
+			code, body := s.get(t, c.uri)
+			assert.Equal(t, c.status, code)
+			assert.Equal(t, c.body, body)
+		})
+	}
+	assert.NotContains(t, s.log.String(), "[error]", "healthy requests write no [error]")
+}
+
+func TestEngineErrorPaths(t *testing.T) {
+	s := startEngine(t, basicServer, basicFiles())
+
+	code, body := s.get(t, "/nowhere")
+	assert.Equal(t, 404, code)
+	assert.Contains(t, body, "<title>404 Not Found</title>")
+
+	code, body = s.get(t, "/exit404")
+	assert.Equal(t, 404, code)
+	assert.Equal(t, "<html>\r\n<head><title>404 Not Found</title></head>\r\n<body>\r\n<center><h1>404 Not Found</h1></center>\r\n<hr><center>luaserve</center>\r\n</body>\r\n</html>\r\n", body)
+
+	code, body = s.get(t, "/exit-after-say")
+	assert.Equal(t, 200, code, "the status was sent with the first output")
+	assert.Equal(t, "partial\n", body)
+	assert.Contains(t, s.log.String(), "attempt to set status 500 via ngx.exit after sending out the response status 200")
+
+	code, _ = s.get(t, "/phases?deny=1")
+	assert.Equal(t, 403, code)
+
+	code, _, resp := s.do(t, "GET", "/redir", "")
+	assert.Equal(t, 302, code)
+	assert.Equal(t, "/hello", string(resp.Header.Peek("Location")))
+
+	code, _ = s.get(t, "/files/..%2f..%2fsecret")
+	assert.NotEqual(t, 200, code)
+	code, body = s.get(t, "/static/../secret.txt")
+	assert.NotEqual(t, "do not serve", body)
+	_ = code
+
+	code, _, _ = s.do(t, "POST", "/body", strings.Repeat("x", 17))
+	assert.Equal(t, 413, code)
+	code, body, _ = s.do(t, "POST", "/body", "small")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "small\n", body)
+
+	code, body = s.get(t, "/err")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, body, "500 Internal Server Error")
+	log := s.log.String()
+	assert.Regexp(t, `\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#0: \*\d+ lua entry thread aborted: runtime error: content_by_lua\(nginx\.conf:\d+\):1: attempt to index a non-table object\(nil\) with key 'x'`, log)
+	assert.Contains(t, log, "stack traceback:")
+	assert.Regexp(t, `, client: 127\.0\.0\.1, server: localhost, request: "GET /err HTTP/1\.1", host: "127\.0\.0\.1:\d+"`, log)
+}
+
+func TestEngineStopsRunawayScriptAndKeepsServing(t *testing.T) {
+	s := startEngine(t, basicServer, basicFiles())
+	var wg sync.WaitGroup
+	for i := 0; i < 3; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			code, _ := s.get(t, "/loop")
+			assert.Equal(t, 500, code)
+		}()
+	}
+	for i := 0; i < 20; i++ {
+		code, body := s.get(t, "/hello")
+		require.Equal(t, 200, code)
+		require.Equal(t, "hello\n", body)
+	}
+	wg.Wait()
+	assert.Contains(t, s.log.String(), "lua_request_timeout (200ms) exceeded")
+}
+
+func TestEngineReloadKeepsOldGenerationOnError(t *testing.T) {
+	s := startEngine(t, basicServer, basicFiles())
+	conf := filepath.Join(s.prefix, "conf/nginx.conf")
+	good, err := os.ReadFile(conf)
+	require.NoError(t, err)
+
+	bad := strings.Replace(string(good), `ngx.say("hello")`, `ngx.say("hello"`, 1)
+	require.NoError(t, os.WriteFile(conf, []byte(bad), 0o644))
+	require.Error(t, s.e.Reload())
+	assert.Equal(t, int64(1), s.e.Generation())
+	code, body := s.get(t, "/hello")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "hello\n", body)
+	assert.Contains(t, s.log.String(), "reload failed, still serving generation 1")
+
+	next := strings.Replace(string(good), `ngx.say("hello")`, `ngx.say("hello again")`, 1)
+	require.NoError(t, os.WriteFile(conf, []byte(next), 0o644))
+	require.NoError(t, s.e.Reload())
+	assert.Equal(t, int64(2), s.e.Generation())
+	_, body = s.get(t, "/hello")
+	assert.Equal(t, "hello again\n", body)
+}
+
+func TestEngineInitByLuaErrorFailsLoad(t *testing.T) {
+	prefix := t.TempDir()
+	require.NoError(t, os.MkdirAll(filepath.Join(prefix, "conf"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(prefix, "conf/nginx.conf"), []byte(`
+http {
+	init_by_lua_block { error("init failed") }
+	server { listen `+freeAddr(t)+`; location / { content_by_lua_block { ngx.say(1) } } }
+}`), 0o644))
+	_, err := New(Options{Prefix: prefix, ErrorLog: &syncBuffer{}})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "init failed")
+	assert.Contains(t, err.Error(), "nginx.conf:3")
+}
+
+func TestEngineInitByLuaGlobalsVisibleToHandlers(t *testing.T) {
+	s := startEngine(t, `
+	init_by_lua_block { greeting = "from init" }
+	server { listen 127.0.0.1:0; location / { content_by_lua_block { ngx.say(greeting) } } }`, map[string]string{})
+	_, body := s.get(t, "/")
+	assert.Equal(t, "from init\n", body)
+}
+
+func BenchmarkEngineHello(b *testing.B) {
+	prefix := b.TempDir()
+	require.NoError(b, os.MkdirAll(filepath.Join(prefix, "conf"), 0o755))
+	addr := freeAddr(b)
+	require.NoError(b, os.WriteFile(filepath.Join(prefix, "conf/nginx.conf"), []byte(`
+http { server { listen `+addr+`; location /hello { access_log off; content_by_lua_block { ngx.say("hello") } } } }`), 0o644))
+	e, err := New(Options{Prefix: prefix, ErrorLog: &syncBuffer{}})
+	require.NoError(b, err)
+	defer e.Shutdown(context.Background(), false)
+	h := e.Handler(addr)
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		ctx := &fasthttp.RequestCtx{}
+		ctx.Request.SetRequestURI("/hello")
+		for pb.Next() {
+			ctx.Response.Reset()
+			h(ctx)
+			if ctx.Response.StatusCode() != 200 {
+				panic(fmt.Sprint("status ", ctx.Response.StatusCode()))
+			}
+		}
+	})
+}

@@ -1,0 +1,249 @@
+package engine
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+	"github.com/yuin/gopher-lua/parse"
+
+	"luaserve/luabind"
+)
+
+// generation is everything one loaded config serves with: the config, its
+// router, its compiled chunks and its VM pool. Requests hold a reference
+// while they run; the engine drops its own on swap, and the last holder
+// closes the pool.
+type generation struct {
+	id     int64
+	cfg    *Config
+	router *Router
+	pool   *vmPool
+	engine *Engine
+
+	// userVars indexes every variable a `set` declares.
+	userVars map[string]int
+	// logs maps a location's access_log path to its shared writer.
+	logs map[string]*accessLog
+	// sockets holds each location's lua_socket_* settings as luabind sees
+	// them, converted once at load.
+	sockets map[*Location]*luabind.SocketSettings
+	// files caches chunks compiled from *_by_lua_file paths that hold
+	// variables (lua_code_cache on): path → proto.
+	files sync.Map
+
+	refs    atomic.Int64
+	closed  chan struct{}
+	created time.Time
+}
+
+func (e *Engine) newGeneration(cfg *Config, id int64) (*generation, error) {
+	g := &generation{
+		id:       id,
+		cfg:      cfg,
+		router:   NewRouter(cfg.HTTP),
+		engine:   e,
+		userVars: make(map[string]int),
+		logs:     make(map[string]*accessLog),
+		sockets:  make(map[*Location]*luabind.SocketSettings),
+		closed:   make(chan struct{}),
+		created:  time.Now(),
+	}
+	g.refs.Store(1)
+	h := cfg.HTTP
+	var initProto *lua.FunctionProto
+	if h.InitByLua != nil {
+		p, err := g.chunkProto(h.InitByLua)
+		if err != nil {
+			return nil, err
+		}
+		initProto = p
+	}
+	for _, srv := range h.Servers {
+		if err := g.prepare(srv.Loc); err != nil {
+			return nil, err
+		}
+		for _, l := range srv.Locations {
+			if err := g.walk(l); err != nil {
+				return nil, err
+			}
+		}
+		for _, l := range srv.Named {
+			if err := g.walk(l); err != nil {
+				return nil, err
+			}
+		}
+	}
+	opts := &luabind.Options{
+		PackagePath: h.LuaPackagePath,
+		Prefix:      cfg.Prefix,
+		Logger:      e.errlog,
+		Exiting:     e.exiting.Load,
+		SharedDict:  e.sharedDict,
+		Pools:       &e.mcPools,
+		Preload:     e.opts.Preload,
+	}
+	opts.Setup = func(vm *luabind.VM) error {
+		if initProto == nil {
+			return nil
+		}
+		vm.SetPhase(luabind.PhaseInit)
+		defer vm.SetPhase(luabind.PhaseContent)
+		if err := vm.Run(initProto, 0); err != nil {
+			c := h.InitByLua
+			return &ConfigError{File: c.File, Line: c.Line, Msg: "init_by_lua error: " + err.Error()}
+		}
+		return nil
+	}
+	g.pool = newVMPool(opts, h.VMPoolSize, DefaultVMWait)
+	// One VM now proves init_by_lua runs, so a broken one fails the load
+	// (and a reload keeps the old generation) instead of every request.
+	vm, err := g.pool.get()
+	if err != nil {
+		g.pool.close()
+		return nil, err
+	}
+	g.pool.put(vm)
+	return g, nil
+}
+
+// walk prepares a location and its nested ones.
+func (g *generation) walk(l *Location) error {
+	if err := g.prepare(l); err != nil {
+		return err
+	}
+	for _, n := range l.Locations {
+		if err := g.walk(n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// prepare compiles a location's static file chunks, indexes its variables
+// and opens its access log.
+func (g *generation) prepare(l *Location) error {
+	for _, s := range l.Sets {
+		if _, ok := g.userVars[s.Name]; !ok {
+			g.userVars[s.Name] = len(g.userVars)
+		}
+	}
+	g.sockets[l] = socketSettings(l.Socket)
+	for _, c := range []*LuaChunk{l.Rewrite, l.Access, l.Content, l.Log} {
+		if c == nil || c.Proto != nil || c.Path == nil {
+			continue
+		}
+		if _, static := c.Path.Static(); !static {
+			continue
+		}
+		if _, err := g.chunkProto(c); err != nil {
+			return err
+		}
+	}
+	if l.AccessLog != nil {
+		if _, ok := g.logs[l.AccessLog.Path]; !ok {
+			a, err := g.engine.accessLogs.get(l.AccessLog.Path)
+			if err != nil {
+				return &ConfigError{File: l.File, Line: l.Line, Msg: fmt.Sprintf("open() %q failed (%v)", l.AccessLog.Path, err)}
+			}
+			g.logs[l.AccessLog.Path] = a
+		}
+	}
+	return nil
+}
+
+// chunkProto returns the compiled chunk: inline ones are compiled by Load;
+// static file paths are compiled here once (per request when
+// lua_code_cache is off, which callers handle).
+func (g *generation) chunkProto(c *LuaChunk) (*lua.FunctionProto, error) {
+	if c.Proto != nil {
+		return c.Proto, nil
+	}
+	path, _ := c.Path.Static()
+	p, err := compileFile(path)
+	if err != nil {
+		return nil, &ConfigError{File: c.File, Line: c.Line, Msg: err.Error()}
+	}
+	c.Proto = p
+	return p, nil
+}
+
+// compileFile compiles a Lua file with the "@path" chunk name Lua uses, so
+// errors and tracebacks name the file.
+func compileFile(path string) (*lua.FunctionProto, error) {
+	src, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load external Lua file %q: cannot open %s", path, strings.TrimPrefix(err.Error(), "open "))
+	}
+	chunk, err := parse.Parse(strings.NewReader(string(src)), "@"+path)
+	if err != nil {
+		return nil, fmt.Errorf("failed to load external Lua file %q: %v", path, err)
+	}
+	return lua.Compile(chunk, "@"+path)
+}
+
+// fileProto returns the proto for a *_by_lua_file path resolved for a
+// request: cached per generation unless lua_code_cache is off.
+func (g *generation) fileProto(path string, cache bool) (*lua.FunctionProto, error) {
+	if cache {
+		if p, ok := g.files.Load(path); ok {
+			return p.(*lua.FunctionProto), nil
+		}
+	}
+	p, err := compileFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if cache {
+		g.files.Store(path, p)
+	}
+	return p, nil
+}
+
+// tryAcquire takes a reference unless the generation already retired.
+func (g *generation) tryAcquire() bool {
+	for {
+		n := g.refs.Load()
+		if n <= 0 {
+			return false
+		}
+		if g.refs.CompareAndSwap(n, n+1) {
+			return true
+		}
+	}
+}
+
+// release drops a reference; the last one closes the VM pool.
+func (g *generation) release() {
+	if g.refs.Add(-1) == 0 {
+		g.pool.close()
+		close(g.closed)
+	}
+}
+
+// socketSettings converts lua_socket_* settings for luabind; unset values
+// take lua-nginx-module's defaults.
+func socketSettings(ss SocketSettings) *luabind.SocketSettings {
+	out := luabind.DefaultSocketSettings
+	if ss.ConnectTimeout > 0 {
+		out.ConnectTimeout = ss.ConnectTimeout
+	}
+	if ss.SendTimeout > 0 {
+		out.SendTimeout = ss.SendTimeout
+	}
+	if ss.ReadTimeout > 0 {
+		out.ReadTimeout = ss.ReadTimeout
+	}
+	if ss.PoolSize > 0 {
+		out.PoolSize = ss.PoolSize
+	}
+	if ss.KeepaliveTimeout > 0 {
+		out.KeepaliveTimeout = ss.KeepaliveTimeout
+	}
+	out.LogErrors = ss.LogErrors
+	return &out
+}

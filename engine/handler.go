@@ -1,0 +1,376 @@
+package engine
+
+import (
+	"errors"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/valyala/fasthttp"
+	lua "github.com/yuin/gopher-lua"
+
+	"luaserve/luabind"
+)
+
+// maxInternalRedirects bounds ngx.exec chains, as nginx's
+// NGX_HTTP_MAX_URI_CHANGES (10) does.
+const maxInternalRedirects = 10
+
+// reqState is the engine's side of one request: it implements luabind.Host
+// and is pooled, so a request costs no allocation for its bookkeeping.
+type reqState struct {
+	lr      luabind.Request
+	caps    Captures
+	g       *generation
+	srv     *Server
+	loc     *Location
+	vm      *luabind.VM
+	scratch []byte
+	tmpl    []byte
+	path    []byte
+	lookup  func(name string) []byte
+}
+
+var reqPool = sync.Pool{New: func() any {
+	rs := &reqState{}
+	rs.lookup = rs.lookupVar
+	return rs
+}}
+
+// lookupVar resolves template variables ($arg_x, $1, set variables …).
+func (rs *reqState) lookupVar(name string) []byte {
+	if v, ok := rs.caps.Lookup(rs.lr.Path, name); ok {
+		return v
+	}
+	v, _ := rs.lr.Var(name, rs.scratch[:0])
+	return v
+}
+
+// Log implements luabind.Host.
+func (rs *reqState) Log(level int, r *luabind.Request, msg string) {
+	rs.g.engine.errlog.Log(level, r, msg)
+}
+
+// Var implements luabind.Host: the variables only the engine knows.
+func (rs *reqState) Var(_ *luabind.Request, name string) ([]byte, bool) {
+	switch name {
+	case "server_name":
+		if rs.srv != nil && len(rs.srv.Names) > 0 {
+			return []byte(rs.srv.Names[0].Raw), true
+		}
+		return nil, true
+	case "document_root", "realpath_root":
+		if rs.loc != nil && rs.loc.Root != nil {
+			return rs.loc.Root.Append(nil, rs.lookup), true
+		}
+		return nil, true
+	}
+	if v, ok := rs.caps.Lookup(rs.lr.Path, name); ok {
+		return v, true
+	}
+	return nil, false
+}
+
+// handle serves one request on a listener: pick the server block and the
+// location, run the phases, write logs.
+func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
+	g := e.acquire()
+	if g == nil {
+		ctx.Error("server shutting down", fasthttp.StatusServiceUnavailable)
+		ctx.SetConnectionClose()
+		return
+	}
+	defer g.release()
+	rs := reqPool.Get().(*reqState)
+	rs.g = g
+	r := &rs.lr
+	r.Ctx = ctx
+	r.Host = rs
+	r.Start = time.Now()
+	luabind.UpdateClock()
+	r.UserVarIndex = g.userVars
+	rs.srv = g.router.Server(listenAddr, ctx.Host())
+	rs.path = append(rs.path[:0], ctx.Path()...)
+	e.serve(rs)
+	if rs.vm != nil {
+		rs.vm.End()
+		g.pool.put(rs.vm)
+	}
+	rs.reset()
+	reqPool.Put(rs)
+}
+
+func (rs *reqState) reset() {
+	rs.lr.Reset()
+	rs.caps.reset()
+	rs.g, rs.srv, rs.loc, rs.vm = nil, nil, nil, nil
+}
+
+// serve runs location matching and the phases, restarting on ngx.exec.
+func (e *Engine) serve(rs *reqState) {
+	r := &rs.lr
+	ctx := r.Ctx
+	for redirects := 0; ; redirects++ {
+		if redirects > maxInternalRedirects {
+			e.errlog.Log(luabind.LogErr, r, "rewrite or internal redirection cycle while internally redirecting to \""+string(rs.path)+"\"")
+			rs.finish(500)
+			return
+		}
+		rs.caps.reset()
+		loc := rs.srv.Match(rs.path, &rs.caps)
+		if loc == nil {
+			loc = rs.srv.Loc
+		}
+		rs.loc = loc
+		r.Socket = rs.g.sockets[loc]
+		r.Path = rs.path
+		rs.copyCaptures()
+		if redirects == 0 {
+			if loc.ClientMaxBodySize > 0 && int64(ctx.Request.Header.ContentLength()) > loc.ClientMaxBodySize {
+				e.errlog.Log(luabind.LogErr, r, "client intended to send too large body: "+strconv.Itoa(ctx.Request.Header.ContentLength())+" bytes")
+				rs.finish(fasthttp.StatusRequestEntityTooLarge)
+				ctx.SetConnectionClose()
+				return
+			}
+			if loc.DefaultType != "" {
+				ctx.Response.Header.SetContentType(loc.DefaultType)
+			}
+		}
+		again := rs.runPhases()
+		if !again {
+			break
+		}
+		// ngx.exec: a new URI, a fresh run of the phases.
+		rs.path = append(rs.path[:0], r.ExecURI...)
+		ctx.URI().SetQueryString(r.ExecArgs)
+		r.Internal = true
+		r.Exited, r.ExitCode, r.ExecURI, r.ExecArgs = false, 0, "", ""
+	}
+	rs.logPhase()
+}
+
+// copyCaptures exposes $0…$9 of the location regex to luabind.
+func (rs *reqState) copyCaptures() {
+	r := &rs.lr
+	n := rs.caps.Len()
+	if n > 10 {
+		n = 10
+	}
+	r.NCap = n
+	for i := 0; i < n; i++ {
+		r.Captures[2*i], r.Captures[2*i+1] = rs.caps.idx[2*i], rs.caps.idx[2*i+1]
+	}
+}
+
+// runPhases runs rewrite → access → content for the current location. It
+// returns true when ngx.exec asked for an internal redirect.
+func (rs *reqState) runPhases() bool {
+	r := &rs.lr
+	loc := rs.loc
+	// nginx's rewrite module (set, return) runs before rewrite_by_lua.
+	for _, s := range loc.Sets {
+		rs.tmpl = s.Value.Append(rs.tmpl[:0], rs.lookup)
+		r.SetVar(s.Name, rs.tmpl)
+	}
+	if ret := loc.Return; ret != nil {
+		rs.doReturn(ret)
+		return false
+	}
+	for _, ph := range [...]struct {
+		phase luabind.Phase
+		chunk *LuaChunk
+	}{
+		{luabind.PhaseRewrite, loc.Rewrite},
+		{luabind.PhaseAccess, loc.Access},
+		{luabind.PhaseContent, loc.Content},
+	} {
+		if ph.chunk == nil {
+			continue
+		}
+		r.Phase = ph.phase
+		if !rs.runChunk(ph.chunk) {
+			return false // failed: the response is already final
+		}
+		if r.ExecURI != "" {
+			return true
+		}
+		if r.Exited {
+			code := r.ExitCode
+			if ph.phase != luabind.PhaseContent && code == 0 {
+				// ngx.exit(ngx.OK) in rewrite/access: on to the next phase.
+				r.Exited, r.ExitCode = false, 0
+				continue
+			}
+			rs.exitWith(code)
+			return false
+		}
+		if ph.phase == luabind.PhaseContent {
+			rs.finish(0)
+			return false
+		}
+	}
+	// No content handler: nginx's static module.
+	rs.serveStatic()
+	return false
+}
+
+// runChunk runs one phase handler; false means it failed and the response
+// (500 or 503) is final.
+func (rs *reqState) runChunk(c *LuaChunk) bool {
+	r := &rs.lr
+	e := rs.g.engine
+	proto, err := rs.proto(c)
+	if err != nil {
+		e.errlog.Log(luabind.LogErr, r, err.Error())
+		rs.finish(500)
+		return false
+	}
+	if rs.vm == nil {
+		vm, err := rs.g.pool.get()
+		if err != nil {
+			e.errlog.Log(luabind.LogErr, r, "failed to get a Lua VM: "+err.Error())
+			if errors.Is(err, ErrPoolExhausted) {
+				rs.finish(fasthttp.StatusServiceUnavailable)
+			} else {
+				rs.finish(500)
+			}
+			return false
+		}
+		rs.vm = vm
+		vm.Bind(r)
+	}
+	err = rs.vm.Run(proto, rs.loc.LuaRequestTimeout)
+	if err == nil {
+		return true
+	}
+	if errors.Is(err, luabind.ErrTimeout) {
+		e.errlog.Log(luabind.LogErr, r, "lua entry thread aborted: runtime error: "+c.Name+": lua_request_timeout ("+rs.loc.LuaRequestTimeout.String()+") exceeded")
+	} else {
+		msg := "lua entry thread aborted: runtime error: " + err.Error()
+		var lerr *luabind.LuaError
+		if errors.As(err, &lerr) && lerr.Traceback != "" {
+			msg += "\n" + lerr.Traceback
+		}
+		e.errlog.Log(luabind.LogErr, r, msg)
+	}
+	rs.finish(500)
+	return false
+}
+
+// proto returns the compiled chunk for c in this request: inline and static
+// file chunks are compiled at load; file paths with variables are resolved
+// and compiled on first use.
+func (rs *reqState) proto(c *LuaChunk) (*lua.FunctionProto, error) {
+	if c.Proto != nil && rs.loc.LuaCodeCache {
+		return c.Proto, nil
+	}
+	if c.Path == nil {
+		return c.Proto, nil
+	}
+	var err error
+	rs.tmpl, err = c.AppendPath(rs.tmpl[:0], rs.lookup)
+	if err != nil {
+		return nil, errors.New("failed to load external Lua file \"" + string(rs.tmpl) + "\": " + err.Error())
+	}
+	return rs.g.fileProto(string(rs.tmpl), rs.loc.LuaCodeCache)
+}
+
+// exitWith finishes the request after ngx.exit(code) / ngx.redirect.
+func (rs *reqState) exitWith(code int) {
+	switch {
+	case code == -1: // ngx.ERROR
+		rs.finish(500)
+	case code >= 100:
+		rs.finish(code)
+	default: // ngx.OK and friends in content: done as is
+		rs.finish(0)
+	}
+}
+
+// finish makes the response final. status 0 keeps what the handler set.
+// Without output, statuses of 300 and above get nginx's special response
+// page, as nginx does for ngx.exit(404).
+func (rs *reqState) finish(status int) {
+	r := &rs.lr
+	ctx := r.Ctx
+	if r.HeadersSent {
+		return
+	}
+	if status == 0 {
+		return
+	}
+	ctx.Response.SetStatusCode(status)
+	if status == 444 {
+		ctx.SetConnectionClose()
+		ctx.Response.ResetBody()
+		return
+	}
+	if status >= 300 && len(ctx.Response.Body()) == 0 && status != 304 {
+		writeSpecialResponse(ctx, status)
+	}
+}
+
+// doReturn runs nginx's `return code [text|URL]`.
+func (rs *reqState) doReturn(ret *Return) {
+	ctx := rs.lr.Ctx
+	var text []byte
+	if ret.Text != nil {
+		text = ret.Text.Append(nil, rs.lookup)
+	}
+	switch ret.Code {
+	case 301, 302, 303, 307, 308:
+		if text != nil {
+			ctx.Response.Header.SetBytesV("Location", text)
+		}
+		rs.finish(ret.Code)
+		return
+	}
+	if text == nil {
+		rs.finish(ret.Code)
+		return
+	}
+	ctx.Response.SetStatusCode(ret.Code)
+	ctx.Response.SetBody(text)
+	rs.lr.HeadersSent = true
+}
+
+// logPhase runs log_by_lua and writes the access log line.
+func (rs *reqState) logPhase() {
+	r := &rs.lr
+	loc := rs.loc
+	if loc == nil {
+		return
+	}
+	if loc.Log != nil {
+		r.Phase = luabind.PhaseLog
+		r.Exited = false
+		rs.runLogChunk(loc.Log)
+	}
+	if loc.AccessLog != nil {
+		if a := rs.g.logs[loc.AccessLog.Path]; a != nil {
+			a.log(r)
+		}
+	}
+}
+
+func (rs *reqState) runLogChunk(c *LuaChunk) {
+	r := &rs.lr
+	e := rs.g.engine
+	proto, err := rs.proto(c)
+	if err != nil {
+		e.errlog.Log(luabind.LogErr, r, err.Error())
+		return
+	}
+	if rs.vm == nil {
+		vm, err := rs.g.pool.get()
+		if err != nil {
+			e.errlog.Log(luabind.LogErr, r, "failed to get a Lua VM for log_by_lua: "+err.Error())
+			return
+		}
+		rs.vm = vm
+		vm.Bind(r)
+	}
+	if err := rs.vm.Run(proto, rs.loc.LuaRequestTimeout); err != nil {
+		e.errlog.Log(luabind.LogErr, r, "failed to run log_by_lua*: "+err.Error())
+	}
+}
