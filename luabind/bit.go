@@ -177,35 +177,33 @@ func bitRor(L *lua.LState) int {
 	return pushBit(L, int32(bits.RotateLeft32(b, -int(n))))
 }
 
-// bitTohex follows LuaJIT 2.1's lib_bit.c: n digits (default 8), uppercase
-// for negative n, zero-padded past 8 digits; the precision is (n+1)&255 - 1,
-// so n = 255 or 2^31-1 means "as many digits as needed".
+// bitTohex follows lib_bit.c of OpenResty's LuaJIT 2.1 branch: n digits
+// (default 8), uppercase for negative n, zero-padded past 8 digits, at most
+// 254 digits; n = 0 gives "".
 func bitTohex(L *lua.LState) int {
-	b := uint64(uint32(checkBit(L, 1, "tohex")))
+	b := uint32(checkBit(L, 1, "tohex"))
 	n := int32(8)
 	if L.GetTop() >= 2 {
 		n = checkBit(L, 2, "tohex")
 	}
 	digits := "0123456789abcdef"
 	if n < 0 {
-		n = -n // -2^31 stays negative, as in C
+		n = -n // -2^31 stays negative, as in C, and is clamped below
 		digits = "0123456789ABCDEF"
 	}
-	prec := int((n+1)&255) - 1
-	if n < 16 {
-		b &= 1<<(uint32(4*n)&63) - 1
+	if uint32(n) > 254 {
+		n = 254
 	}
-	var buf [256]byte
+	if n < 8 {
+		b &= 1<<(4*uint32(n)) - 1
+	}
+	var buf [254]byte
 	i := len(buf)
-	for b != 0 {
+	for ; b != 0; b >>= 4 {
 		i--
 		buf[i] = digits[b&15]
-		b >>= 4
 	}
-	if prec < 0 && i == len(buf) {
-		prec = 1
-	}
-	for len(buf)-i < prec {
+	for len(buf)-i < int(n) {
 		i--
 		buf[i] = '0'
 	}
