@@ -141,6 +141,16 @@ func TestLoadErrors(t *testing.T) {
 	}
 }
 
+func TestLoadErrorLogTwice(t *testing.T) {
+	cfg, prefix, err := load(t, "error_log logs/a.log info;\nerror_log logs/b.log;\nhttp { server { error_log logs/c.log; } }", nil)
+	require.NoError(t, err)
+	assert.Equal(t, LogTarget{Path: prefix + "/logs/a.log", Level: "info"}, cfg.ErrorLog)
+	require.Len(t, cfg.Warnings, 2)
+	assert.Equal(t, `only the first "error_log" is used; this one is ignored`, cfg.Warnings[0].Msg)
+	assert.Equal(t, `"error_log" is only honoured in the main context; this one is ignored`, cfg.Warnings[1].Msg)
+	assert.Equal(t, 3, cfg.Warnings[1].Line)
+}
+
 func TestLoadMissingConfig(t *testing.T) {
 	prefix := t.TempDir()
 	_, err := Load(prefix, "conf/nginx.conf")

@@ -194,7 +194,7 @@ func init() {
 			})(b, d, sc)
 		}},
 		"lua_shared_dict": {ctx: ctxHTTP, args: args2, apply: applySharedDict},
-		// the request body is always read before Lua runs, so this only validates
+		// fasthttp reads the whole request body before any handler runs, so this only validates
 		"lua_need_request_body": {ctx: ctxHSL, args: argsFlag, apply: applyFlag(nil)},
 		"lua_request_timeout": {ctx: ctxHSL, args: args1, apply: func(b *builder, d *Directive, sc *scope) error {
 			if err := b.setOnce(d, sc, setReqTimeout); err != nil {
@@ -364,9 +364,11 @@ func applyErrorLog(b *builder, d *Directive, sc *scope) error {
 		b.warn(d, `"error_log" is only honoured in the main context; this one is ignored`)
 		return nil
 	}
-	if err := b.once(d); err != nil {
-		return err
+	if b.seen["error_log"] {
+		b.warn(d, `only the first "error_log" is used; this one is ignored`)
+		return nil
 	}
+	_ = b.once(d)
 	if path != "stderr" {
 		path = b.prefixed(path)
 	}
