@@ -191,6 +191,10 @@ func TestEngineErrorPaths(t *testing.T) {
 	assert.Equal(t, 302, code)
 	assert.Equal(t, "/hello", string(resp.Header.Peek("Location")))
 
+	code, _ = s.get(t, "/files/missing")
+	assert.Equal(t, 404, code, "a missing content_by_lua_file answers 404, as lua-nginx-module does")
+	assert.Contains(t, s.log.String(), `failed to load external Lua file "`+s.prefix+`/scripts/missing.lua": cannot open`)
+
 	code, _ = s.get(t, "/files/..%2f..%2fsecret")
 	assert.NotEqual(t, 200, code)
 	code, body = s.get(t, "/static/../secret.txt")

@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"strings"
@@ -177,7 +178,8 @@ func (g *generation) chunkProto(c *LuaChunk) (*lua.FunctionProto, error) {
 func compileFile(path string) (*lua.FunctionProto, error) {
 	src, err := os.ReadFile(path)
 	if err != nil {
-		return nil, fmt.Errorf("failed to load external Lua file %q: cannot open %s", path, strings.TrimPrefix(err.Error(), "open "))
+		// %w keeps fs.ErrNotExist visible: a missing file answers 404.
+		return nil, fmt.Errorf("failed to load external Lua file %q: cannot open %s: %w", path, path, errors.Unwrap(err))
 	}
 	chunk, err := parse.Parse(strings.NewReader(string(src)), "@"+path)
 	if err != nil {

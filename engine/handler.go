@@ -2,6 +2,7 @@ package engine
 
 import (
 	"errors"
+	"io/fs"
 	"strconv"
 	"sync"
 	"time"
@@ -222,7 +223,12 @@ func (rs *reqState) runChunk(c *LuaChunk) bool {
 	proto, err := rs.proto(c)
 	if err != nil {
 		e.errlog.Log(luabind.LogErr, r, err.Error())
-		rs.finish(500)
+		if errors.Is(err, fs.ErrNotExist) {
+			// lua-nginx-module maps LUA_ERRFILE to 404.
+			rs.finish(fasthttp.StatusNotFound)
+		} else {
+			rs.finish(500)
+		}
 		return false
 	}
 	if rs.vm == nil {
