@@ -115,7 +115,7 @@ func (lx *lexer) readDirective(args []token) ([]token, stop, error) {
 			case ch == ')':
 				lastSpace, needSpace = true, false
 			default:
-				return args, 0, lx.errorf(lx.line, "unexpected %q", string(ch))
+				return args, 0, lx.errorf(lx.line, "unexpected \"%c\"", ch)
 			}
 		}
 		if lastSpace {
@@ -126,7 +126,7 @@ func (lx *lexer) readDirective(args []token) ([]token, stop, error) {
 			switch ch {
 			case ';', '{':
 				if len(args) == 0 {
-					return args, 0, lx.errorf(lx.line, "unexpected %q", string(ch))
+					return args, 0, lx.errorf(lx.line, "unexpected \"%c\"", ch)
 				}
 				if ch == '{' {
 					return args, stopBlockStart, nil

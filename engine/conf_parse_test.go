@@ -95,6 +95,7 @@ func TestParseErrors(t *testing.T) {
 		{"lone brace", "{ a; }", `unexpected "{" in f.conf:1`},
 		{"text after quote", `a "b"c;`, `unexpected "c" in f.conf:1`},
 		{"text after single quote", "a\n'b'x;", `unexpected "x" in f.conf:2`},
+		{"quote after quote", `a "b""c";`, `unexpected """ in f.conf:1`},
 		{"lua eof", "content_by_lua_block {\n x = 1\n", `unexpected end of file, expecting "}" in f.conf:3`},
 		{"lua unclosed long string", "content_by_lua_block {\n x = [==[ }\n", `Lua code block missing the closing long bracket of a long string in f.conf:2`},
 		{"lua unclosed long comment", "content_by_lua_block { --[[ }", `Lua code block missing the closing long bracket of a long comment in f.conf:1`},

@@ -555,3 +555,36 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+func TestListenForms(t *testing.T) {
+	tests := map[string]Listen{
+		"8080":                   {Network: "tcp", Addr: ":8080"},
+		"*:80":                   {Network: "tcp", Addr: ":80"},
+		"0.0.0.0:81":             {Network: "tcp", Addr: ":81"},
+		"127.0.0.1":              {Network: "tcp", Addr: "127.0.0.1:80"},
+		"localhost:8080":         {Network: "tcp", Addr: "localhost:8080"},
+		"[::1]:8080":             {Network: "tcp", Addr: "[::1]:8080"},
+		"[::1]":                  {Network: "tcp", Addr: "[::1]:80"},
+		"[::]:80 ipv6only=on":    {Network: "tcp", Addr: "[::]:80"},
+		"unix:/tmp/s.sock":       {Network: "unix", Addr: "/tmp/s.sock"},
+		"80 default":             {Network: "tcp", Addr: ":80", DefaultServer: true},
+		"80 backlog=10 deferred": {Network: "tcp", Addr: ":80"},
+	}
+	for in, want := range tests {
+		cfg := mustLoad(t, "http { server { listen "+in+"; } }", nil)
+		got := cfg.HTTP.Servers[0].Listens[0]
+		got.File, got.Line = "", 0
+		assert.Equal(t, want, got, in)
+	}
+	for _, in := range []string{"0", "65536", "host:", "::1:80", "unix:"} {
+		_, _, err := load(t, "http { server { listen "+in+"; } }", nil)
+		assert.Error(t, err, in)
+	}
+}
+
+func TestErrorStrings(t *testing.T) {
+	assert.Equal(t, "boom", (&ConfigError{Msg: "boom"}).Error())
+	assert.Equal(t, "boom in a.conf:3", (&ConfigError{File: "a.conf", Line: 3, Msg: "boom"}).Error())
+	assert.Equal(t, "w", Warning{Msg: "w"}.String())
+	assert.Equal(t, "w in a.conf:1", Warning{File: "a.conf", Line: 1, Msg: "w"}.String())
+}
