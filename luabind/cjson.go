@@ -97,6 +97,7 @@ type cjsonConfig struct {
 	buf     []byte       // encode output, reused when keepBuffer
 	scratch []byte       // decoded string with escapes
 	vals    []lua.LValue // decoded values awaiting their table
+	keys    []string     // decoded object keys awaiting their table
 }
 
 func newCjsonConfig(L *lua.LState) *cjsonConfig {
@@ -745,6 +746,8 @@ func (c *cjsonConfig) decode(L *lua.LState, s string) (lua.LValue, error) {
 		// Drop references held for tables that will never be built.
 		clear(c.vals)
 		c.vals = c.vals[:0]
+		clear(c.keys)
+		c.keys = c.keys[:0]
 		return nil, err
 	}
 	return v, nil
@@ -1098,11 +1101,23 @@ func (d *cjsonDecoder) descend(slots int) error {
 	return cjsonError("Found too many nested data structures (" + strconv.Itoa(d.depth) + ") at character " + strconv.Itoa(d.pos))
 }
 
+// cjsonSmallInts holds boxed small integers: converting an LNumber to an
+// LValue allocates, and small counts, ids and flags are the common case.
+var cjsonSmallInts = func() (t [256]lua.LValue) {
+	for i := range t {
+		t[i] = lua.LNumber(i)
+	}
+	return t
+}()
+
 func (d *cjsonDecoder) value(tok *cjsonToken) (lua.LValue, error) {
 	switch tok.typ {
 	case cjTString:
 		return lua.LString(tok.str), nil
 	case cjTNumber:
+		if f := tok.num; f >= 0 && f < float64(len(cjsonSmallInts)) && f == math.Trunc(f) && !math.Signbit(f) {
+			return cjsonSmallInts[int(f)], nil
+		}
 		return lua.LNumber(tok.num), nil
 	case cjTBoolean:
 		return lua.LBool(tok.b), nil
@@ -1121,7 +1136,7 @@ func (d *cjsonDecoder) object() (lua.LValue, error) {
 		return nil, err
 	}
 	c := d.c
-	base := len(c.vals)
+	vbase, kbase := len(c.vals), len(c.keys)
 	var tok cjsonToken
 	d.next(&tok)
 	if tok.typ != cjTObjEnd {
@@ -1130,7 +1145,7 @@ func (d *cjsonDecoder) object() (lua.LValue, error) {
 			if tok.typ != cjTString {
 				return nil, cjsonParseError("object key string", &tok)
 			}
-			key := lua.LString(tok.str)
+			key := tok.str
 			d.next(&tok)
 			if tok.typ != cjTColon {
 				return nil, cjsonParseError("colon", &tok)
@@ -1140,7 +1155,8 @@ func (d *cjsonDecoder) object() (lua.LValue, error) {
 			if err != nil {
 				return nil, err
 			}
-			c.vals = append(c.vals, key, v)
+			c.keys = append(c.keys, key)
+			c.vals = append(c.vals, v)
 			d.next(&tok)
 			if tok.typ == cjTObjEnd {
 				break
@@ -1153,13 +1169,14 @@ func (d *cjsonDecoder) object() (lua.LValue, error) {
 		d.top -= 2
 	}
 	d.depth--
-	kv := c.vals[base:]
-	t := d.L.CreateTable(0, len(kv)/2)
-	for i := 0; i < len(kv); i += 2 {
-		t.RawSetString(string(kv[i].(lua.LString)), kv[i+1])
+	ks, vs := c.keys[kbase:], c.vals[vbase:]
+	t := d.L.CreateTable(0, len(ks))
+	for i, k := range ks {
+		t.RawSetString(k, vs[i])
 	}
-	clear(kv)
-	c.vals = c.vals[:base]
+	clear(ks)
+	clear(vs)
+	c.keys, c.vals = c.keys[:kbase], c.vals[:vbase]
 	return t, nil
 }
 

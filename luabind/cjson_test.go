@@ -311,6 +311,10 @@ func TestCjsonDecodeAllocations(t *testing.T) {
 		_, _ = c.decode(L, `  123.5  `)
 	})
 	assert.LessOrEqual(t, allocs, 1.0)
+	allocs = testing.AllocsPerRun(100, func() {
+		_, _ = c.decode(L, `200`)
+	})
+	assert.Zero(t, allocs, "small integers are preboxed")
 	var buf []byte
 	v := lua.LString("plain ascii string with no escapes")
 	allocs = testing.AllocsPerRun(100, func() {
@@ -395,6 +399,7 @@ func FuzzCjsonDecode(f *testing.F) {
 			return
 		}
 		require.Empty(t, c.vals, "value stack must be empty after a decode")
+		require.Empty(t, c.keys, "key stack must be empty after a decode")
 		// What we decode we can encode, and that text decodes to the same text.
 		out, err := c.encode(nil, v)
 		if err != nil {
