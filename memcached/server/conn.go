@@ -1,0 +1,225 @@
+package server
+
+import (
+	"errors"
+	"io"
+	"net"
+
+	"luaserve/memcached"
+)
+
+const (
+	readBufSize = 16 << 10
+	// maxTextLine is how long a text line may get before a newline: memcached
+	// closes the connection past 2048 bytes unless the line is a get.
+	maxTextLine = 2048
+	// maxGetLine bounds a multi-key get line; memcached grows its buffer
+	// without limit, we stop at a size no sane client reaches.
+	maxGetLine = 4 << 20
+	// reqsPerEvent is memcached's -R default.
+	reqsPerEvent = 20
+)
+
+// action tells the connection loop what to do after processing.
+type action int
+
+const (
+	actMore  action = iota // flush, then read more input
+	actQuit                // flush, then close
+	actClose               // close without flushing
+)
+
+// pending is a storage command whose value has not fully arrived.
+type pending struct {
+	active  bool
+	binary  bool
+	mode    storeMode
+	opcode  memcached.Opcode
+	opaque  uint32
+	noreply bool
+	key     []byte // into keyBuf
+	flags   uint32
+	exp     int64
+	cas     uint64
+	vlen    int // value bytes, plus 2 for text's "\r\n"
+}
+
+type conn struct {
+	s  *Server
+	nc net.Conn
+
+	buf  []byte // read buffer; buf[r:w] is unprocessed
+	r, w int
+	out  []byte
+
+	// A command that swallows its body (too large) answers only once the
+	// body is gone, as memcached does: its reply waits in deferred.
+	swallow  int64
+	deferred []byte
+
+	pend    pending
+	pendHdr reqHeader
+	keyBuf  [memcached.MaxKeyLen]byte
+
+	nreq       int
+	flushNow   bool
+	negotiated bool
+	binary     bool
+	authed     bool
+	saslStart  bool
+
+	toks [maxTokens - 1][]byte
+	num  [24]byte
+}
+
+func newConn(s *Server, nc net.Conn) *conn {
+	return &conn{s: s, nc: nc, buf: make([]byte, readBufSize), out: make([]byte, 0, 4096)}
+}
+
+func (c *conn) serve() {
+	c.s.currConns.Add(1)
+	c.s.totalConns.Add(1)
+	defer func() {
+		c.s.currConns.Add(-1)
+		c.nc.Close()
+	}()
+	for {
+		var act action
+		if c.r < c.w {
+			act = c.process()
+		}
+		if act == actClose {
+			return
+		}
+		if c.flush() != nil {
+			return
+		}
+		if act == actQuit {
+			return
+		}
+		if err := c.fill(); err != nil {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+				c.s.logf("memcached/server: %v", err)
+			}
+			return
+		}
+	}
+}
+
+func (c *conn) flush() error {
+	if len(c.out) == 0 {
+		return nil
+	}
+	n, err := c.nc.Write(c.out)
+	c.s.bytesWrit.Add(uint64(n))
+	if cap(c.out) > 1<<20 {
+		c.out = make([]byte, 0, 4096)
+	} else {
+		c.out = c.out[:0]
+	}
+	return err
+}
+
+// need is how many unprocessed bytes the current command waits for, so
+// fill can make room for a whole value at once.
+func (c *conn) need() int {
+	if c.pend.active {
+		return c.pend.vlen
+	}
+	return 0
+}
+
+func (c *conn) fill() error {
+	c.nreq = 0
+	if c.r == c.w {
+		c.r, c.w = 0, 0
+		if len(c.buf) > readBufSize*4 && !c.pend.active {
+			c.buf = make([]byte, readBufSize)
+		}
+	} else if c.r > 0 && (c.w == len(c.buf) || c.need() > len(c.buf)-c.r) {
+		n := copy(c.buf, c.buf[c.r:c.w])
+		c.r, c.w = 0, n
+	}
+	if want := c.need(); want > len(c.buf) {
+		nb := make([]byte, want)
+		c.w = copy(nb, c.buf[c.r:c.w])
+		c.r = 0
+		c.buf = nb
+	} else if c.w == len(c.buf) {
+		if len(c.buf) >= maxGetLine+readBufSize {
+			return errors.New("memcached/server: request line too long")
+		}
+		nb := make([]byte, len(c.buf)*2)
+		c.w = copy(nb, c.buf[c.r:c.w])
+		c.r = 0
+		c.buf = nb
+	}
+	n, err := c.nc.Read(c.buf[c.w:])
+	c.w += n
+	c.s.bytesRead.Add(uint64(n))
+	if n > 0 {
+		return nil
+	}
+	if err == nil {
+		err = io.ErrNoProgress
+	}
+	return err
+}
+
+// process handles every complete request in the buffer.
+func (c *conn) process() action {
+	if !c.negotiated {
+		c.negotiated = true
+		c.binary = c.buf[c.r] == memcached.MagicRequest || c.s.cfg.sasl()
+	}
+	for c.r < c.w {
+		if c.swallow > 0 {
+			n := int64(c.w - c.r)
+			if n > c.swallow {
+				n = c.swallow
+			}
+			c.r += int(n)
+			c.swallow -= n
+			if c.swallow > 0 {
+				return actMore
+			}
+			c.out = append(c.out, c.deferred...)
+			c.deferred = c.deferred[:0]
+			continue
+		}
+		var act action
+		var ok bool
+		if c.binary {
+			act, ok = c.binaryStep()
+		} else {
+			act, ok = c.textStep()
+		}
+		if !ok {
+			return act
+		}
+		// Like memcached, answer every 20 requests (reqs_per_event) and
+		// after every get even when more requests are buffered; this
+		// decides what a later error may discard from the queue.
+		if c.nreq++; c.nreq >= reqsPerEvent || c.flushNow {
+			if c.nreq >= reqsPerEvent {
+				c.nreq = 0
+			}
+			c.flushNow = false
+			if c.flush() != nil {
+				return actClose
+			}
+		}
+	}
+	return actMore
+}
+
+// swallowFrom discards the next n bytes of input and holds back the reply
+// written to c.out since mark until they are gone.
+func (c *conn) swallowFrom(mark int, n int64) {
+	if n <= 0 {
+		return
+	}
+	c.swallow = n
+	c.deferred = append(c.deferred[:0], c.out[mark:]...)
+	c.out = c.out[:mark]
+}
