@@ -346,7 +346,8 @@ func (c *Captures) Lookup(subject []byte, name string) ([]byte, bool) {
 type matcher struct {
 	prog     *syntax.Prog
 	anchored bool
-	ncap     int // capture slots recorded (even)
+	prefix   string // literal every match of an anchored regex starts with
+	ncap     int    // capture slots recorded (even)
 	names    []string
 	std      *regexp.Regexp
 	pool     sync.Pool // *btState
@@ -388,7 +389,11 @@ func newMatcher(expr string) (*matcher, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &matcher{prog: prog, anchored: prog.StartCond()&syntax.EmptyBeginText != 0, ncap: n, names: names, std: std}, nil
+	m := &matcher{prog: prog, anchored: prog.StartCond()&syntax.EmptyBeginText != 0, ncap: n, names: names, std: std}
+	if m.anchored {
+		m.prefix, _ = prog.Prefix()
+	}
+	return m, nil
 }
 
 // matchLong handles inputs too long for the backtracker's bitmap.
@@ -421,6 +426,10 @@ func (m *matcher) match(in []byte, caps *Captures) bool {
 // backtrack is match without the fallback for long inputs (done is false
 // then); it does not retain in, so callers may pass stack buffers.
 func (m *matcher) backtrack(in []byte, caps *Captures) (ok, done bool) {
+	if len(m.prefix) > 0 && (len(in) < len(m.prefix) || string(in[:len(m.prefix)]) != m.prefix) {
+		// most anchored location regexes fail on their first bytes
+		return false, true
+	}
 	if len(m.prog.Inst)*(len(in)+1) > maxBacktrackBits {
 		return false, false
 	}

@@ -435,3 +435,34 @@ func TestRouterOverlappingListens(t *testing.T) {
 		assert.Equal(t, tt.want, locName(r.Server(tt.addr, []byte(tt.host)).Loc), "%s %s", tt.addr, tt.host)
 	}
 }
+
+func ExampleServer_Match() {
+	prefix, err := os.MkdirTemp("", "luaserve-example")
+	if err != nil {
+		panic(err)
+	}
+	defer os.RemoveAll(prefix)
+	cfg, err := loadBench(prefix, `http { server {
+		listen 8080;
+		location = / { return 200 "home"; }
+		location / { }
+		location ~ ^/api/(?<ver>v\d+)/(\w+)$ { content_by_lua_file api/$ver/$2.lua; }
+	} }`)
+	if err != nil {
+		panic(err)
+	}
+	r := NewRouter(cfg.HTTP)
+	srv := r.Server("127.0.0.1:8080", []byte("example.com"))
+	path := []byte("/api/v2/users")
+	var caps Captures
+	loc := srv.Match(path, &caps)
+	file, _ := loc.Content.AppendPath(nil, func(name string) []byte {
+		v, _ := caps.Lookup(path, name)
+		return v
+	})
+	fmt.Println(loc.Modifier, loc.Pattern)
+	fmt.Println(strings.TrimPrefix(string(file), prefix))
+	// Output:
+	// ~ ^/api/(?<ver>v\d+)/(\w+)$
+	// /api/v2/users.lua
+}

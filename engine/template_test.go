@@ -1,6 +1,7 @@
 package engine
 
 import (
+	"fmt"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -102,4 +103,15 @@ func TestAppendJoin(t *testing.T) {
 	buf := make([]byte, 0, 64)
 	rel := []byte("a/b/../c.html")
 	assert.Zero(t, testing.AllocsPerRun(100, func() { buf, _ = AppendJoin(buf[:0], "/srv/www", rel) }))
+}
+
+func ExampleParseTemplate() {
+	t, err := ParseTemplate("scripts/$1/${name}.lua")
+	if err != nil {
+		panic(err)
+	}
+	vals := map[string]string{"1": "v2", "name": "users"}
+	out := t.Append(nil, func(name string) []byte { return []byte(vals[name]) })
+	fmt.Println(string(out), t.Vars())
+	// Output: scripts/v2/users.lua [1 name]
 }
