@@ -228,7 +228,7 @@ func (lx *lexer) unescape(w []byte) string {
 // "}" that closes it, skipping braces inside strings, long strings and
 // comments, as lua-nginx-module's block reader does. It returns the body
 // without the outer braces.
-func (lx *lexer) readLuaBlock(openLine int) (string, error) {
+func (lx *lexer) readLuaBlock() (string, error) {
 	src := lx.src
 	start := lx.pos
 	depth := 1

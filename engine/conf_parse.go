@@ -68,7 +68,7 @@ func (p *parser) block(depth int) ([]*Directive, error) {
 		}
 		d.HasBlock = true
 		if strings.HasSuffix(d.Name, "_by_lua_block") {
-			code, err := p.lx.readLuaBlock(d.Line)
+			code, err := p.lx.readLuaBlock()
 			if err != nil {
 				return nil, err
 			}
