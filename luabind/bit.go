@@ -68,10 +68,11 @@ func checkBit(L *lua.LState, n int, fname string) int32 {
 	return 0
 }
 
-// bitScanNumber converts a string as Lua's tonumber does for the forms code
-// passes to bit functions: decimal and 0x hex, surrounded by spaces.
+// bitScanNumber converts a string as LuaJIT's lj_strscan does for plain
+// numbers: decimal, 0x hex (with optional fraction and p exponent), 0b
+// binary, inf/infinity/nan, optional sign, surrounded by whitespace.
 func bitScanNumber(s string) (float64, bool) {
-	s = strings.TrimSpace(s)
+	s = strings.Trim(s, " \t\n\v\f\r")
 	if s == "" {
 		return 0, false
 	}
@@ -82,35 +83,30 @@ func bitScanNumber(s string) (float64, bool) {
 		}
 		body = body[1:]
 	}
-	if len(body) > 2 && body[0] == '0' && body[1]|0x20 == 'x' {
+	switch {
+	case body == "":
+		return 0, false
+	case strings.EqualFold(body, "inf") || strings.EqualFold(body, "infinity"):
+		return math.Inf(int(sign)), true
+	case strings.EqualFold(body, "nan"):
+		return math.NaN(), true
+	case len(body) > 2 && body[0] == '0' && body[1]|0x20 == 'b':
 		var v float64
 		for i := 2; i < len(body); i++ {
-			d := bitHexDigit(body[i])
-			if d < 0 {
+			if body[i] != '0' && body[i] != '1' {
 				return 0, false
 			}
-			v = v*16 + float64(d)
+			v = v*2 + float64(body[i]-'0')
 		}
 		return sign * v, true
-	}
-	if cjsonHasPrefixFold(body, "inf") || cjsonHasPrefixFold(body, "nan") {
+	case len(body) > 1 && body[0] == '0' && body[1]|0x20 == 'x':
+		n, f, ok := cjsonStrtodHex(body)
+		return sign * f, ok && n == len(body)
+	case !cjsonIsDigit(body[0]) && body[0] != '.':
 		return 0, false
 	}
-	n, f := cjsonStrtod(s)
-	if n != len(s) {
-		return 0, false
-	}
-	return f, true
-}
-
-func bitHexDigit(c byte) int {
-	switch {
-	case cjsonIsDigit(c):
-		return int(c - '0')
-	case 'a' <= c|0x20 && c|0x20 <= 'f':
-		return int(c|0x20-'a') + 10
-	}
-	return -1
+	n, f := cjsonStrtod(body)
+	return sign * f, n == len(body)
 }
 
 func pushBit(L *lua.LState, b int32) int {

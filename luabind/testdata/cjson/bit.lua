@@ -30,3 +30,7 @@ print(pcall(bit.tobit, {}))
 print(pcall(bit.lshift, 1))
 print(pcall(bit.band, 1, 2, "z"))
 print(pcall(bit.tohex, 1, "q"))
+for _, s in ipairs({"inf", "-Infinity", "nan", "0x1p4", "0x123456789", "0b101", " 12 ", "\t0x10\n", "0x1.8",
+  "1e", "+5", "- 5", "0x", "infx", "1.5e1", "+-5", ".5", "5.", "0b", "0b102", "1_0", ""}) do
+  print("[" .. s:gsub("%c", function(c) return "\\" .. c:byte() end) .. "]", pcall(bit.tobit, s))
+end
