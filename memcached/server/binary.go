@@ -301,12 +301,12 @@ func (c *conn) binProtocolError(h *reqHeader) (action, bool) {
 func (c *conn) binStoreStart(h *reqHeader, cmd memcached.Opcode, mode storeMode, quiet bool, key []byte, flags uint32, exp int64, vlen int64) (action, bool) {
 	st := c.s.st
 	if !st.sizeOK(len(key), flags, vlen) {
-		st.tooLarge(key, cmd == memcached.OpSet)
+		st.tooLarge(key, cmd == memcached.OpSet, false)
 		c.binError(h, memcached.StatusValueTooLarge, vlen)
 		return actMore, true
 	}
 	if itemSize(len(key), flags, vlen) > st.maxBytes {
-		st.tooLarge(key, cmd == memcached.OpSet)
+		st.tooLarge(key, cmd == memcached.OpSet, false)
 		c.binErrorText(h, memcached.StatusOutOfMemory, "Out of memory allocating item", vlen)
 		return actMore, true
 	}
@@ -371,6 +371,7 @@ func (c *conn) binGet(h *reqHeader, cmd memcached.Opcode, quiet bool, key []byte
 			c.out = append(c.out, key...)
 		}
 		if withValue {
+			c.refs = append(c.refs, it)
 			c.out = append(c.out, it.value...)
 		}
 	})
@@ -390,7 +391,7 @@ func (c *conn) binArith(h *reqHeader, incr, quiet bool, key, ext []byte) {
 	delta := binary.BigEndian.Uint64(ext)
 	initial := binary.BigEndian.Uint64(ext[8:])
 	expRaw := binary.BigEndian.Uint32(ext[16:])
-	res, cas, out := st.delta(key, incr, delta, h.cas, c.num[:])
+	res, cas, out := st.delta(key, incr, delta, h.cas, c.num[:], c.held)
 	var v [8]byte
 	switch res {
 	case deltaOK:
@@ -405,6 +406,7 @@ func (c *conn) binArith(h *reqHeader, incr, quiet bool, key, ext []byte) {
 		c.binError(h, memcached.StatusKeyExists, 0)
 	default:
 		if expRaw == 0xffffffff {
+			st.countDeltaMiss(incr)
 			c.binError(h, memcached.StatusKeyNotFound, 0)
 			return
 		}

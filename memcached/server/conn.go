@@ -62,18 +62,24 @@ type conn struct {
 	keyBuf  [memcached.MaxKeyLen]byte
 
 	nreq       int
+	nreqMax    int
 	flushNow   bool
 	negotiated bool
 	binary     bool
 	authed     bool
 	saslStart  bool
 
+	// refs are items whose values sit in unsent replies. memcached keeps
+	// a reference on them until the reply is written, which stops incr
+	// from rewriting them in place; held reproduces that.
+	refs []*item
+
 	toks [maxTokens - 1][]byte
 	num  [24]byte
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, nc: nc, buf: make([]byte, readBufSize), out: make([]byte, 0, 4096)}
+	return &conn{s: s, nc: nc, buf: make([]byte, readBufSize), out: make([]byte, 0, 4096), nreqMax: reqsPerEvent + 1}
 }
 
 func (c *conn) serve() {
@@ -106,7 +112,20 @@ func (c *conn) serve() {
 	}
 }
 
+// held reports whether it is referenced by an unsent reply; called with
+// the store locked.
+func (c *conn) held(it *item) bool {
+	for _, r := range c.refs {
+		if r == it {
+			return true
+		}
+	}
+	return false
+}
+
 func (c *conn) flush() error {
+	clear(c.refs)
+	c.refs = c.refs[:0]
 	if len(c.out) == 0 {
 		return nil
 	}
@@ -130,7 +149,7 @@ func (c *conn) need() int {
 }
 
 func (c *conn) fill() error {
-	c.nreq = 0
+	c.nreq, c.nreqMax = 0, reqsPerEvent+1
 	if c.r == c.w {
 		c.r, c.w = 0, 0
 		if len(c.buf) > readBufSize*4 && !c.pend.active {
@@ -200,9 +219,11 @@ func (c *conn) process() action {
 		// Like memcached, answer every 20 requests (reqs_per_event) and
 		// after every get even when more requests are buffered; this
 		// decides what a later error may discard from the queue.
-		if c.nreq++; c.nreq >= reqsPerEvent || c.flushNow {
-			if c.nreq >= reqsPerEvent {
-				c.nreq = 0
+		if c.nreq++; c.nreq >= c.nreqMax || c.flushNow {
+			if c.nreq >= c.nreqMax {
+				// memcached runs one more request in the event that read
+				// the data than in the events that follow a yield.
+				c.nreq, c.nreqMax = 0, reqsPerEvent
 			}
 			c.flushNow = false
 			if c.flush() != nil {

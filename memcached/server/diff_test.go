@@ -175,6 +175,18 @@ func textCases() []wireCase {
 		{name: "pipelined mixed", steps: []step{
 			s("set a 0 0 1\r\n1\r\nincr a 5\r\nget a\r\nappend a 0 0 1\r\n0\r\nget a\r\ndelete a\r\nadd a 0 0 2\r\nxy\r\ntouch a 100\r\ngets zz\r\nversion\r\ndecr a 1\r\nget a\r\n"),
 		}},
+		{name: "edge forms", steps: []step{
+			s("set k 0 0 1 \r\n1\r\ngets\r\nset r 0 2592000 1\r\n1\r\nget r\r\nset t 0 0 1\r\n1\r\ntouch t -1\r\nget t\r\ndelete t\r\n"),
+			s("set n 0 0 2\r\n\t5\r\nincr n 1\r\nset n 0 0 3\r\n5\t\t\r\nincr n 1\r\nset n 0 0 2\r\n5x\r\nincr n 1\r\ncas n 0 0 1 1 noreply\r\n1\r\n"),
+			s("flush_all\r\nadd k 0 0 1\r\n2\r\nreplace zz 0 0 1\r\n1\r\nappend k 0 0 1\r\n3\r\nget k\r\n"),
+		}},
+		{name: "twenty per batch", steps: []step{
+			s(strings.Repeat("version\r\n", 25) + "get " + key(251) + "\r\n"),
+			s(strings.Repeat("touch a 1\r\n", 19) + "get " + key(251) + "\r\n"),
+		}},
+		{name: "stats sub", steps: []step{
+			s("stats items\r\nstats slabs\r\nstats sizes\r\n"),
+		}},
 		{name: "stats counters", steps: []step{
 			s("set a 0 0 1\r\n1\r\nget a b\r\nincr a 1\r\nincr b 1\r\ndecr a 1\r\ndelete b\r\ntouch a 0\r\ntouch b 0\r\ngat 0 a b\r\nflush_all\r\nget a\r\n"),
 			s("stats\r\n"),
@@ -287,6 +299,21 @@ func binaryCases() []wireCase {
 			b(breq(memcached.OpStat, "settings", nil, "").withOpaque(4)),
 			b(breq(memcached.OpStat, "bogus", nil, ""), breq(memcached.OpStat, "reset", nil, "").withOpaque(9), breq(memcached.OpStat, "detail on", nil, ""),
 				breq(memcached.OpStat, "detail x", nil, ""), version),
+		}},
+		{name: "stat counters", bin: true, steps: []step{
+			b(set("a", "1"), get("a"), get("b"), breq(memcached.OpGAT, "a", u32(0), ""), breq(memcached.OpGATK, "b", u32(0), ""),
+				breq(memcached.OpTouch, "a", u32(0), ""), breq(memcached.OpGetQ, "b", nil, ""), breq(memcached.OpIncrement, "a", incrExtras(1, 0, 0), ""),
+				breq(memcached.OpIncrement, "c", incrExtras(1, 0, 0xffffffff), ""), breq(memcached.OpIncrement, "c", incrExtras(1, 0, 0), ""),
+				breq(memcached.OpDelete, "zz", nil, ""), breq(memcached.OpAppend, "a", nil, "0"), set("big", strings.Repeat("v", maxValue1+1)),
+				breq(memcached.OpStat, "", nil, "")),
+		}},
+		{name: "quiet pipeline", bin: true, steps: []step{
+			b(breq(memcached.OpSetQ, "a", setExtras(1, 0), "1").withOpaque(1), breq(memcached.OpAddQ, "a", setExtras(0, 0), "2").withOpaque(2),
+				breq(memcached.OpGetQ, "a", nil, "").withOpaque(3), breq(memcached.OpGetKQ, "zz", nil, "").withOpaque(4),
+				breq(memcached.OpIncrementQ, "a", incrExtras(5, 0, 0), "").withOpaque(5), breq(memcached.OpDeleteQ, "zz", nil, "").withOpaque(6),
+				breq(memcached.OpGetKQ, "a", nil, "").withOpaque(7), breq(memcached.OpReplaceQ, "a", setExtras(2, 0), "9").withOpaque(8),
+				breq(memcached.OpPrependQ, "a", nil, "8").withOpaque(9), breq(memcached.OpGATKQ, "a", u32(0), "").withOpaque(10),
+				breq(memcached.OpFlushQ, "", nil, "").withOpaque(11), breq(memcached.OpGetQ, "a", nil, "").withOpaque(12), noop.withOpaque(13)),
 		}},
 		{name: "stat body past key", bin: true, steps: []step{
 			b(breq(memcached.OpStat, "", nil, string(noop.bytes())).withBody(int64(memcached.HeaderLen)).withKeylen(0)),

@@ -366,6 +366,18 @@ func (s *store) countFlush() {
 	s.mu.Unlock()
 }
 
+// countDeltaMiss records an incr/decr on a missing key that was not
+// answered by creating it.
+func (s *store) countDeltaMiss(incr bool) {
+	s.mu.Lock()
+	if incr {
+		s.stats.incrMisses++
+	} else {
+		s.stats.decrMisses++
+	}
+	s.mu.Unlock()
+}
+
 func (s *store) countAuth(ok bool) {
 	s.mu.Lock()
 	s.stats.authCmds++
@@ -377,10 +389,12 @@ func (s *store) countAuth(ok bool) {
 
 // tooLarge records a rejected oversized store. Like memcached, a too-large
 // set also deletes the key so that a stale value does not survive.
-func (s *store) tooLarge(key []byte, isSet bool) {
+func (s *store) tooLarge(key []byte, isSet, count bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.stats.storeTooLarge++
+	if count {
+		s.stats.storeTooLarge++
+	}
 	if isSet {
 		if it := s.lookup(key, false); it != nil {
 			s.unlink(it)
@@ -455,18 +469,15 @@ func (s *store) delete(key []byte, cas uint64) storeResult {
 }
 
 // delta is do_add_delta. The result is written as decimal into buf (which
-// must hold 20 bytes) and its length returned. Like memcached, a shorter
-// result is written in place, padded with spaces to the old length.
-func (s *store) delta(key []byte, incr bool, d uint64, cas uint64, buf []byte) (deltaResult, uint64, []byte) {
+// must hold 20 bytes) and returned. Like memcached, a result that fits is
+// written in place, padded with spaces to the old length, unless the item is
+// still referenced by an unsent reply (held), in which case a new item of
+// exactly the result's length replaces it.
+func (s *store) delta(key []byte, incr bool, d uint64, cas uint64, buf []byte, held func(*item) bool) (deltaResult, uint64, []byte) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	it := s.lookup(key, false)
 	if it == nil {
-		if incr {
-			s.stats.incrMisses++
-		} else {
-			s.stats.decrMisses++
-		}
 		return deltaNotFound, 0, buf[:0]
 	}
 	if len(it.value) == 0 {
@@ -492,7 +503,7 @@ func (s *store) delta(key []byte, incr bool, d uint64, cas uint64, buf []byte) (
 	}
 	out := appendUint(buf[:0], v)
 	now := s.current()
-	if len(out) <= len(it.value) {
+	if len(out) <= len(it.value) && (held == nil || !held(it)) {
 		// Readers only touch values under s.mu, so rewriting in place is safe.
 		n := copy(it.value, out)
 		for i := n; i < len(it.value); i++ {

@@ -245,7 +245,7 @@ func (c *conn) textUpdate(n int, mode storeMode, withCAS bool) (action, bool) {
 		if st.sizeOK(len(key), flags, int64(vlen)) {
 			msg = rNoMemStore
 		}
-		st.tooLarge(key, mode == modeSet)
+		st.tooLarge(key, mode == modeSet, true)
 		mark := len(c.out)
 		c.reply(noreply, msg)
 		c.swallowFrom(mark, int64(vlen)+2)
@@ -303,6 +303,7 @@ func (c *conn) textGet(n int, rest []byte, withCAS, touch bool) {
 		first = 2
 	}
 	emit := func(it *item) {
+		c.refs = append(c.refs, it)
 		c.out = append(c.out, rValue...)
 		c.out = append(c.out, it.key...)
 		c.out = append(c.out, ' ')
@@ -349,7 +350,7 @@ func (c *conn) textArith(n int, incr bool) {
 		c.reply(noreply, rBadDelta)
 		return
 	}
-	res, _, out := c.s.st.delta(key, incr, d, 0, c.num[:])
+	res, _, out := c.s.st.delta(key, incr, d, 0, c.num[:], c.held)
 	switch res {
 	case deltaOK:
 		if !noreply {
@@ -360,6 +361,7 @@ func (c *conn) textArith(n int, incr bool) {
 	case deltaNoMemory:
 		c.reply(noreply, rNoMemDelta)
 	default:
+		c.s.st.countDeltaMiss(incr)
 		c.reply(noreply, rNotFound)
 	}
 }
