@@ -413,3 +413,33 @@ func FuzzCjsonDecode(f *testing.F) {
 		require.Equal(t, string(out), string(out2))
 	})
 }
+
+// TestCjsonConcurrentVMs runs one VM per goroutine, as the engine's pool
+// does; run with -race it checks that the shared values (cjson.null,
+// empty_array, preboxed numbers, tables of the codec) are only read.
+func TestCjsonConcurrentVMs(t *testing.T) {
+	const workers, rounds = 4, 200
+	errs := make(chan error, workers)
+	for w := 0; w < workers; w++ {
+		go func() {
+			L := lua.NewState()
+			defer L.Close()
+			L.PreloadModule("cjson", CjsonLoader)
+			L.PreloadModule("bit", BitLoader)
+			OpenTableExt(L)
+			L.SetGlobal("doc", lua.LString(benchDoc))
+			errs <- L.DoString(fmt.Sprintf(`
+				local cjson, bit = require "cjson", require "bit"
+				for i = 1, %d do
+					local t = cjson.decode(doc)
+					t.extra = {cjson.null, cjson.empty_array, i, bit.band(i, 7)}
+					local s = cjson.encode(t)
+					assert(cjson.decode(s).extra[1] == cjson.null)
+					table.clear(t)
+				end`, rounds))
+		}()
+	}
+	for w := 0; w < workers; w++ {
+		require.NoError(t, <-errs)
+	}
+}
