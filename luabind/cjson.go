@@ -162,7 +162,7 @@ func newCjsonModule(L *lua.LState, safe bool) *lua.LTable {
 			return 1
 		},
 	}
-	mod := L.CreateTable(0, len(fns)+7)
+	mod := L.CreateTable(0, len(fns)+6)
 	for name, fn := range fns {
 		mod.RawSetString(name, L.NewFunction(fn))
 	}
@@ -175,13 +175,13 @@ func newCjsonModule(L *lua.LState, safe bool) *lua.LTable {
 	return mod
 }
 
-// cjsonArgError raises luaL_argerror's message without a position prefix, as a C
-// function's error has none.
+// cjsonArgError raises luaL_argerror's message without a position prefix,
+// as a C function's error has none.
 func cjsonArgError(L *lua.LState, n int, fname, msg string) {
 	L.Error(lua.LString("bad argument #"+strconv.Itoa(n)+" to '"+fname+"' ("+msg+")"), 0)
 }
 
-// cjsonTypeName is lua_typename for a value; absent arguments are "no value".
+// cjsonTypeName is lua_typename for a value (gopher-lua adds "channel").
 func cjsonTypeName(v lua.LValue) string {
 	return v.Type().String()
 }
@@ -420,8 +420,9 @@ func cjsonSerialiseError(v lua.LValue, reason string) error {
 	return cjsonError("Cannot serialise " + cjsonTypeName(v) + ": " + reason)
 }
 
-// encode appends the JSON text of v to dst. top counts the Lua stack slots
-// lua-cjson would be using, to reproduce its lua_checkstack failures.
+// encode appends the JSON text of v to dst. Along the recursion, depth is
+// the table nesting and top the Lua stack slots lua-cjson would be using,
+// to reproduce its lua_checkstack failures.
 func (c *cjsonConfig) encode(dst []byte, v lua.LValue) ([]byte, error) {
 	return c.appendValue(dst, v, 0, 1)
 }
