@@ -155,20 +155,21 @@ func (c *conn) fill() error {
 		if len(c.buf) > readBufSize*4 && !c.pend.active {
 			c.buf = make([]byte, readBufSize)
 		}
-	} else if c.r > 0 && (c.w == len(c.buf) || c.need() > len(c.buf)-c.r) {
+	} else if c.r > 0 && c.w == len(c.buf) {
 		n := copy(c.buf, c.buf[c.r:c.w])
 		c.r, c.w = 0, n
 	}
-	if want := c.need(); want > len(c.buf) {
-		nb := make([]byte, want)
-		c.w = copy(nb, c.buf[c.r:c.w])
-		c.r = 0
-		c.buf = nb
-	} else if c.w == len(c.buf) {
-		if len(c.buf) >= maxGetLine+readBufSize {
-			return errors.New("memcached/server: request line too long")
+	if c.w == len(c.buf) {
+		// Grow only with data actually received, so a request that merely
+		// announces a large value costs nothing until the value comes.
+		limit := maxGetLine + readBufSize
+		if need := c.need(); need > 0 {
+			limit = need
 		}
-		nb := make([]byte, len(c.buf)*2)
+		if len(c.buf) >= limit {
+			return errors.New("memcached/server: request too long")
+		}
+		nb := make([]byte, min(2*len(c.buf), limit))
 		c.w = copy(nb, c.buf[c.r:c.w])
 		c.r = 0
 		c.buf = nb
