@@ -273,6 +273,8 @@ type specRun struct {
 	file    specFile
 	results []SpecResult
 	done    bool
+	// running is the test that started last (name, at).
+	running [2]string
 }
 
 // start writes the config and starts an engine on it. Ports are picked
@@ -408,7 +410,7 @@ func (r *specRunner) runFile(f specFile, out io.Writer, sum *SpecSummary) {
 
 	r.mu.Lock()
 	delete(r.runs, token)
-	results, done := run.results, run.done
+	results, done, running := run.results, run.done, run.running
 	r.mu.Unlock()
 
 	var passed, failed, pending int
@@ -431,13 +433,19 @@ func (r *specRunner) runFile(f specFile, out io.Writer, sum *SpecSummary) {
 	}
 	if !done {
 		// The request ended before the prelude finished: a timeout, an
-		// ngx.exit in the spec itself, or a crash of the runner.
-		why := fmt.Sprintf("HTTP status %d", status)
+		// ngx.exit/exec/redirect in the spec itself, or a crash of the
+		// runner. Blame the test that was running.
+		why := fmt.Sprintf("its request ended with HTTP status %d", status)
 		if err != nil {
-			why = err.Error()
+			why = "its request failed: " + err.Error()
 		}
-		res := SpecResult{File: f.name, Name: "(file)", At: f.name, Kind: "error",
-			Msg: fmt.Sprintf("%s: spec file aborted after %d tests (%s)", f.name, len(results), why)}
+		res := SpecResult{File: f.name, Name: "(file)", At: f.name, Kind: "error"}
+		if running[0] == "" {
+			res.Msg = fmt.Sprintf("%s: spec file aborted after %d tests: %s (ngx.exit, ngx.exec or ngx.redirect in a spec, or lua_request_timeout)", f.name, len(results), why)
+		} else {
+			res.Name, res.At = running[0], running[1]
+			res.Msg = fmt.Sprintf("%s: spec file aborted in this test: %s (ngx.exit, ngx.exec or ngx.redirect in a spec, or lua_request_timeout)", running[1], why)
+		}
 		failed++
 		fmt.Fprintf(out, "--- FAIL: %s (%s)\n%s\n", res.Name, res.At, res.Msg)
 		sum.Results = append(sum.Results, res)
@@ -569,10 +577,15 @@ func (r *specRunner) luaReport(L *lua.LState) int {
 	kind := L.CheckString(2)
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	if kind == "done" {
+	switch kind {
+	case "done":
 		run.done = true
 		return 0
+	case "running":
+		run.running = [2]string{L.OptString(3, ""), L.OptString(4, "")}
+		return 0
 	}
+	run.running = [2]string{}
 	run.results = append(run.results, SpecResult{
 		File: run.file.name, Kind: kind, Name: L.OptString(3, ""), At: L.OptString(4, ""),
 		Msg: L.OptString(5, ""), Traceback: L.OptString(6, ""),

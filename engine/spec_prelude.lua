@@ -333,13 +333,15 @@ local function fullname(block, name)
   return concat(parts, " ")
 end
 
--- clean_traceback keeps the frames of the spec and the code it called.
+-- clean_traceback keeps the frames of the spec and the code it called:
+-- the prelude's and the runner chunk's own frames are noise.
 local function clean_traceback(tb)
   local out = {}
   for line in sgmatch(tb, "[^\n]+") do
     if not sfind(line, PRELUDE, 1, true) and not sfind(line, "[G]: ?", 1, true)
-      and not sfind(line, "in function 'xpcall'", 1, true) then
-      out[#out + 1] = line
+      and not sfind(line, "in function 'xpcall'", 1, true)
+      and not smatch(line, "^%s*content_by_lua%(nginx%.conf:%d+%)") then
+      out[#out + 1] = sgsub(line, "in function <([^>]-):0>", "in main chunk")
     end
   end
   return concat(out, "\n")
@@ -357,7 +359,8 @@ local function handler(e)
   else
     msg = "error object: " .. format(e)
   end
-  return { kind = "error", msg = msg, traceback = clean_traceback(debug.traceback("", 2)) }
+  -- Where it was raised, for messages that carry no position.
+  return { kind = "error", msg = msg, at = where(), traceback = clean_traceback(debug.traceback("", 2)) }
 end
 
 -- call runs one hook or test body; nil means it passed.
@@ -392,12 +395,14 @@ local function positioned(msg, at)
 end
 
 local function report(token, kind, name, at, res)
-  native.report(token, kind, name, at, res and positioned(res.msg, at) or "", res and res.traceback or "")
+  native.report(token, kind, name, at, res and positioned(res.msg, res.at or at) or "", res and res.traceback or "")
 end
 
 local finallies
 
 local function run_test(token, block, test)
+  -- Go remembers the running test, to name it if the request dies.
+  native.report(token, "running", fullname(block, test.name), test.at, "", "")
   current_failure = nil
   finallies = {}
   local chain_ = {}

@@ -1,0 +1,5 @@
+describe("broken", function()
+  it("never runs", function()
+    local = 1
+  end)
+end)
