@@ -1,0 +1,1010 @@
+package luabind
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"strings"
+	"time"
+
+	lua "github.com/yuin/gopher-lua"
+
+	"luaserve/memcached"
+)
+
+// resty.memcached is lua-resty-memcached's API over memcached.Conn and the
+// process-wide pools. The behaviour mirrored is the library's own Lua code
+// (Debian's lua-nginx-memcached, /usr/share/lua/5.1/nginx/memcached.lua):
+// flags, CAS uniques and incr/decr results come back as strings, server
+// replies are handed back verbatim as the error, a miss is all nils. The
+// v0.17 additions (set_timeouts, sslhandshake, pipelines) follow the v0.17
+// document.
+
+func init() {
+	vmOpeners = append(vmOpeners, func(vm *VM) {
+		m := &rmcModule{vm: vm}
+		vm.L.PreloadModule("resty.memcached", vm.guard(m.loader))
+	})
+}
+
+// rmcPoolPrefix namespaces resty.memcached's pools in the process-wide
+// registry: a text-protocol connection must never be handed to a
+// binary-protocol module that pools by the same host:port.
+const rmcPoolPrefix = "resty.memcached "
+
+// rmcForever stands for set_keepalive(0): no idle limit.
+const rmcForever = time.Duration(math.MaxInt64)
+
+// rmcModule is the per-VM state of the module: its metatable, the last pool
+// looked up (the same host:port is connected to on almost every request) and
+// the TLS pools sslhandshake used, so that a later connect() can hand out a
+// pooled TLS connection as OpenResty's single host:port pool would.
+type rmcModule struct {
+	vm      *VM
+	mod     *lua.LTable
+	mt      *lua.LTable
+	lastKey struct {
+		host string
+		port int
+		key  string
+		pool *memcached.Pool
+	}
+	tlsPools map[string]*memcached.Pool
+}
+
+// rmc is one memcached object (memcached:new()).
+type rmc struct {
+	m        *rmcModule
+	conn     *memcached.Conn
+	pool     *memcached.Pool
+	poolKey  string
+	addrText string // host:port or unix:/path, for log lines
+	isTLS    bool
+	// escape/unescape are key_transform's functions; nil means
+	// ngx.escape_uri / ngx.unescape_uri, done natively.
+	escape, unescape lua.LValue
+	// Timeouts set by set_timeout(s); zero means the lua_socket_* default.
+	connectTimeout, sendTimeout, readTimeout time.Duration
+
+	armed   bool // release is registered for the current request
+	release func()
+
+	piping  bool
+	pipe    []byte
+	readers []rmcOp
+
+	buf  []byte // command being built
+	vbuf []byte // a table value, flattened
+	val  memcached.TextValue
+}
+
+// rmcOp says how to read a command's reply and what to return.
+type rmcOp uint8
+
+const (
+	rmcStore rmcOp = iota
+	rmcGet
+	rmcGets
+	rmcMultiGet
+	rmcMultiGets
+	rmcDelete
+	rmcFlush
+	rmcIncr
+	rmcStats
+	rmcVersion
+	rmcQuit
+	rmcVerbosity
+	rmcTouch
+)
+
+// readNils is how many nils precede the error string when reading fails.
+func (op rmcOp) readNils() int {
+	switch op {
+	case rmcGet:
+		return 2
+	case rmcGets:
+		return 3
+	}
+	return 1
+}
+
+// sendNils is the same for a failed send; gets returns one nil too few
+// there, as the library does.
+func (op rmcOp) sendNils() int {
+	switch op {
+	case rmcGet, rmcGets:
+		return 2
+	}
+	return 1
+}
+
+func (m *rmcModule) loader(L *lua.LState) int {
+	if m.mod != nil {
+		L.Push(m.mod)
+		return 1
+	}
+	vm := m.vm
+	fns := map[string]lua.LGFunction{
+		"new":              m.new,
+		"connect":          m.connect,
+		"sslhandshake":     m.sslhandshake,
+		"set_timeout":      m.setTimeout,
+		"set_timeouts":     m.setTimeouts,
+		"set_keepalive":    m.setKeepalive,
+		"get_reused_times": m.getReusedTimes,
+		"close":            m.close,
+		"set":              func(L *lua.LState) int { return m.store(L, "set") },
+		"add":              func(L *lua.LState) int { return m.store(L, "add") },
+		"replace":          func(L *lua.LState) int { return m.store(L, "replace") },
+		"append":           func(L *lua.LState) int { return m.store(L, "append") },
+		"prepend":          func(L *lua.LState) int { return m.store(L, "prepend") },
+		"cas":              m.cas,
+		"get":              func(L *lua.LState) int { return m.get(L, false) },
+		"gets":             func(L *lua.LState) int { return m.get(L, true) },
+		"touch":            m.touch,
+		"flush_all":        m.flushAll,
+		"delete":           m.delete,
+		"incr":             func(L *lua.LState) int { return m.incr(L, "incr") },
+		"decr":             func(L *lua.LState) int { return m.incr(L, "decr") },
+		"stats":            m.stats,
+		"version":          m.version,
+		"quit":             m.quit,
+		"verbosity":        m.verbosity,
+		"init_pipeline":    m.initPipeline,
+		"commit_pipeline":  m.commitPipeline,
+		"cancel_pipeline":  m.cancelPipeline,
+	}
+	mod := L.CreateTable(0, len(fns)+1)
+	for name, fn := range fns {
+		mod.RawSetString(name, L.NewFunction(vm.guard(fn)))
+	}
+	mod.RawSetString("_VERSION", lua.LString("0.17"))
+	m.mt = L.CreateTable(0, 2)
+	m.mt.RawSetString("__index", mod)
+	m.mt.RawSetString("__metatable", lua.LString("resty.memcached"))
+	m.mod = mod
+	L.Push(mod)
+	return 1
+}
+
+// obj returns the object a method was called on, or nil when self is not
+// one (memcached.get(memcached, k)): the library's "not initialized".
+func (m *rmcModule) obj(L *lua.LState) *rmc {
+	if ud, ok := L.Get(1).(*lua.LUserData); ok {
+		if o, ok := ud.Value.(*rmc); ok {
+			return o
+		}
+	}
+	return nil
+}
+
+// ret pushes n nils and msg, the library's failure shape.
+func ret(L *lua.LState, nils int, msg string) int {
+	for i := 0; i < nils; i++ {
+		L.Push(lua.LNil)
+	}
+	L.Push(lua.LString(msg))
+	return nils + 1
+}
+
+func retOK(L *lua.LState) int {
+	L.Push(lua.LNumber(1))
+	return 1
+}
+
+// new: memc, err = memcached:new(opts?)
+func (m *rmcModule) new(L *lua.LState) int {
+	if r := m.vm.req; r == nil && (m.vm.phase == PhaseInit || m.vm.phase == PhaseInitWorker) {
+		L.RaiseError("API disabled in the context of %s", m.vm.phase.directive())
+	} else if r != nil {
+		m.vm.disabledIn(L, r, PhaseSet, PhaseLog)
+	}
+	o := &rmc{m: m}
+	o.release = o.releaseAtEnd
+	if opts, ok := L.Get(2).(*lua.LTable); ok {
+		if kt := opts.RawGetString("key_transform"); kt != lua.LNil {
+			var esc, unesc lua.LValue = lua.LNil, lua.LNil
+			if t, ok := kt.(*lua.LTable); ok {
+				esc, unesc = t.RawGetInt(1), t.RawGetInt(2)
+			} else {
+				esc, unesc = L.GetTable(kt, lua.LNumber(1)), L.GetTable(kt, lua.LNumber(2))
+			}
+			if !lua.LVAsBool(esc) || !lua.LVAsBool(unesc) {
+				L.Push(lua.LNil)
+				L.Push(lua.LString("expecting key_transform = { escape, unescape } table"))
+				return 2
+			}
+			o.escape, o.unescape = esc, unesc
+		}
+	}
+	ud := L.NewUserData()
+	ud.Value = o
+	ud.Metatable = m.mt
+	L.Push(ud)
+	return 1
+}
+
+// socketDefaults are the lua_socket_* settings of the current request.
+func (o *rmc) socketDefaults() *SocketSettings { return o.m.vm.req.SocketDefaults() }
+
+// timeouts returns the send and read timeouts, clamped to what is left of
+// the request's deadline so lua_request_timeout also stops a hung read.
+func (o *rmc) timeouts() (send, read time.Duration) {
+	d := o.socketDefaults()
+	send, read = o.sendTimeout, o.readTimeout
+	if send <= 0 {
+		send = d.SendTimeout
+	}
+	if read <= 0 {
+		read = d.ReadTimeout
+	}
+	if ctx := o.m.vm.L.Context(); ctx != nil {
+		if dl, ok := ctx.Deadline(); ok {
+			left := time.Until(dl)
+			if left <= 0 {
+				left = time.Nanosecond
+			}
+			send, read = min(send, left), min(read, left)
+		}
+	}
+	return send, read
+}
+
+func (o *rmc) applyTimeouts() {
+	if o.conn != nil {
+		o.conn.SetTimeouts(o.timeouts())
+	}
+}
+
+// drop closes the connection after an I/O error or timeout: its stream can
+// no longer be trusted, and later calls answer "closed".
+func (o *rmc) drop() {
+	if o.conn != nil {
+		o.conn.Close() //nolint:errcheck // already failed
+		o.conn = nil
+	}
+	o.piping = false
+}
+
+// releaseAtEnd runs when the request ends with the connection still checked
+// out: a clean one goes back to its pool, anything else is closed (Put
+// decides).
+func (o *rmc) releaseAtEnd() {
+	o.armed = false
+	o.piping = false
+	if o.conn == nil {
+		return
+	}
+	d := o.socketDefaults()
+	o.pool.Put(o.conn, d.KeepaliveTimeout, d.PoolSize)
+	o.conn = nil
+}
+
+func (o *rmc) arm() {
+	if !o.armed {
+		o.armed = true
+		o.m.vm.OnRequestEnd(o.release)
+	}
+}
+
+// ioFail turns an I/O error into the cosocket error string, writes the
+// [error] line lua-nginx-module would, and drops the connection.
+func (o *rmc) ioFail(err error, phase rmcPhase) string {
+	msg, logLine := rmcSocketError(err, phase, o.addrText)
+	if logLine != "" && o.socketDefaults().LogErrors {
+		o.m.vm.Log(LogErr, logLine)
+	}
+	o.drop()
+	return msg
+}
+
+// send writes and flushes o.buf. ok is false after a failure, with the error
+// string.
+func (o *rmc) send(b []byte) (string, bool) {
+	if o.conn == nil {
+		return "closed", false
+	}
+	o.applyTimeouts()
+	if _, err := o.conn.Write(b); err != nil {
+		return o.ioFail(err, rmcPhaseSend), false
+	}
+	if err := o.conn.Flush(); err != nil {
+		return o.ioFail(err, rmcPhaseSend), false
+	}
+	return "", true
+}
+
+// readLine reads one reply line (valid until the next read).
+func (o *rmc) readLine() ([]byte, string, bool) {
+	if o.conn == nil {
+		return nil, "closed", false
+	}
+	line, err := o.conn.ReadLine()
+	if err != nil {
+		return nil, o.ioFail(err, rmcPhaseRead), false
+	}
+	return line, "", true
+}
+
+// readValue reads one VALUE item; done is true at END. A reply the library
+// would not match as VALUE comes back verbatim in msg.
+func (o *rmc) readValue() (done bool, msg string, ok bool) {
+	if o.conn == nil {
+		return false, "closed", false
+	}
+	more, err := o.conn.ReadValue(&o.val)
+	if err == nil {
+		return !more, "", true
+	}
+	var se *memcached.ServerError
+	if errors.As(err, &se) {
+		if o.conn.Broken() {
+			o.drop()
+		}
+		return false, se.Line(), false
+	}
+	if line, ok := rmcUnexpectedLine(err); ok {
+		o.drop()
+		return false, line, false
+	}
+	return false, o.ioFail(err, rmcPhaseRead), false
+}
+
+// rmcUnexpectedLine recovers the reply line from the codec's protocol error,
+// which the library would have returned as it was.
+func rmcUnexpectedLine(err error) (string, bool) {
+	if !errors.Is(err, memcached.ErrProtocol) {
+		return "", false
+	}
+	s := err.Error()
+	i := strings.Index(s, "unexpected reply ")
+	if i < 0 {
+		return "", false
+	}
+	line, uerr := strconv.Unquote(s[i+len("unexpected reply "):])
+	return line, uerr == nil
+}
+
+// appendKey appends key escaped by the object's key_transform.
+func (o *rmc) appendKey(L *lua.LState, dst []byte, key lua.LValue) []byte {
+	if o.escape == nil {
+		return rmcAppendEscaped(dst, rmcCoerce(L, key))
+	}
+	L.Push(o.escape)
+	L.Push(key)
+	L.Call(1, 1)
+	v := L.Get(-1)
+	L.Pop(1)
+	return rmcAppendConcat(L, dst, v)
+}
+
+// unescapeKey maps a key from a reply back through key_transform.
+func (o *rmc) unescapeKey(L *lua.LState, key []byte) lua.LValue {
+	if o.unescape == nil {
+		return lua.LString(UnescapeURI(make([]byte, 0, len(key)), key))
+	}
+	L.Push(o.unescape)
+	L.Push(lua.LString(key))
+	L.Call(1, 1)
+	v := L.Get(-1)
+	L.Pop(1)
+	return v
+}
+
+// rmcCoerce is ngx.escape_uri's argument handling (resty.core): nil and
+// false are "", anything else goes through tostring.
+func rmcCoerce(L *lua.LState, v lua.LValue) string {
+	switch lv := v.(type) {
+	case lua.LString:
+		return string(lv)
+	case *lua.LNilType:
+		return ""
+	case lua.LBool:
+		if !bool(lv) {
+			return ""
+		}
+		return "true"
+	case lua.LNumber:
+		return ngxFormatNumber(float64(lv))
+	}
+	return L.ToStringMeta(v).String()
+}
+
+// rmcAppendEscaped is EscapeURI(dst, s, EscapeTypeURIComponent) on a string,
+// without converting it to a slice first.
+func rmcAppendEscaped(dst []byte, s string) []byte {
+	tbl := ngxEscapeTables[EscapeTypeURIComponent]
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if tbl[c>>5]&(1<<(c&0x1f)) != 0 {
+			dst = append(dst, '%', ngxUpperHex[c>>4], ngxUpperHex[c&0xf])
+		} else {
+			dst = append(dst, c)
+		}
+	}
+	return dst
+}
+
+// rmcAppendConcat appends v as Lua's `..` would, raising its error for
+// anything but a string or a number.
+func rmcAppendConcat(L *lua.LState, dst []byte, v lua.LValue) []byte {
+	switch lv := v.(type) {
+	case lua.LString:
+		return append(dst, lv...)
+	case lua.LNumber:
+		f := float64(lv)
+		if f == math.Trunc(f) && math.Abs(f) < 1e15 {
+			return strconv.AppendInt(dst, int64(f), 10)
+		}
+		return append(dst, lv.String()...)
+	}
+	L.RaiseError("attempt to concatenate a %s value", v.Type().String())
+	return dst
+}
+
+// rmcAppendValue flattens a value: a string, a number, or a nested array of
+// them (the library's _expand_table, concatenated without delimiters).
+func rmcAppendValue(L *lua.LState, dst []byte, v lua.LValue, depth int) []byte {
+	t, ok := v.(*lua.LTable)
+	if !ok {
+		switch v.(type) {
+		case lua.LString, lua.LNumber:
+			return rmcAppendConcat(L, dst, v)
+		}
+		L.RaiseError("bad argument #1 to 'len' (string expected, got %s)", v.Type().String())
+	}
+	if depth > 100 {
+		L.RaiseError("value table nested too deeply")
+	}
+	n := t.Len()
+	for i := 1; i <= n; i++ {
+		e := t.RawGetInt(i)
+		switch e.(type) {
+		case *lua.LTable:
+			dst = rmcAppendValue(L, dst, e, depth+1)
+		case lua.LString, lua.LNumber:
+			dst = rmcAppendConcat(L, dst, e)
+		default:
+			L.RaiseError("invalid value (at index %d) in table for 'concat'", i)
+		}
+	}
+	return dst
+}
+
+// appendArgOr appends argument n as `..` would, or def when it is nil or
+// false (the library's `if not exptime then exptime = 0 end`).
+func rmcAppendArgOr(L *lua.LState, dst []byte, n int, def string) []byte {
+	v := L.Get(n)
+	if !lua.LVAsBool(v) {
+		return append(dst, def...)
+	}
+	return rmcAppendConcat(L, dst, v)
+}
+
+// exec sends the command in o.buf and reads its reply, or queues both when
+// a pipeline is open.
+func (o *rmc) exec(L *lua.LState, op rmcOp) int {
+	if o.piping {
+		o.pipe = append(o.pipe, o.buf...)
+		o.readers = append(o.readers, op)
+		return retOK(L)
+	}
+	if msg, ok := o.send(o.buf); !ok {
+		return ret(L, op.sendNils(), msg)
+	}
+	return o.read(L, op)
+}
+
+// read reads the reply of op and pushes what the library's method returns.
+func (o *rmc) read(L *lua.LState, op rmcOp) int {
+	switch op {
+	case rmcQuit:
+		return retOK(L)
+	case rmcGet, rmcGets:
+		done, msg, ok := o.readValue()
+		if !ok {
+			return ret(L, op.readNils(), msg)
+		}
+		if done {
+			for i := 0; i <= op.readNils(); i++ {
+				L.Push(lua.LNil)
+			}
+			return op.readNils() + 1
+		}
+		data := lua.LString(o.val.Value)
+		flags := lua.LString(strconv.FormatUint(uint64(o.val.Flags), 10))
+		cas := o.val.CAS
+		// The library reads the trailing "END" blindly.
+		if _, msg, ok := o.readLine(); !ok {
+			return ret(L, op.readNils(), msg)
+		}
+		L.Push(data)
+		L.Push(flags)
+		if op == rmcGets {
+			L.Push(lua.LString(strconv.FormatUint(cas, 10)))
+			return 3
+		}
+		return 2
+	case rmcMultiGet, rmcMultiGets:
+		results := L.NewTable()
+		for {
+			done, msg, ok := o.readValue()
+			if !ok {
+				return ret(L, 1, msg)
+			}
+			if done {
+				L.Push(results)
+				return 1
+			}
+			n := 2
+			if op == rmcMultiGets {
+				n = 3
+			}
+			item := L.CreateTable(n, 0)
+			item.RawSetInt(1, lua.LString(o.val.Value))
+			item.RawSetInt(2, lua.LString(strconv.FormatUint(uint64(o.val.Flags), 10)))
+			if op == rmcMultiGets {
+				item.RawSetInt(3, lua.LString(strconv.FormatUint(o.val.CAS, 10)))
+			}
+			key := o.unescapeKey(L, o.val.Key)
+			if key == lua.LNil {
+				L.RaiseError("table index is nil")
+			}
+			results.RawSet(key, item)
+		}
+	case rmcStats:
+		lines := L.NewTable()
+		for i := 1; ; i++ {
+			line, msg, ok := o.readLine()
+			if !ok {
+				return ret(L, 1, msg)
+			}
+			if memcached.IsEnd(line) {
+				L.Push(lines)
+				return 1
+			}
+			if strings.Contains(string(line), "ERROR") {
+				return ret(L, 1, string(line))
+			}
+			lines.RawSetInt(i, lua.LString(line))
+		}
+	}
+	line, msg, ok := o.readLine()
+	if !ok {
+		return ret(L, 1, msg)
+	}
+	var want string
+	switch op {
+	case rmcStore:
+		want = "STORED"
+	case rmcDelete:
+		want = "DELETED"
+	case rmcFlush, rmcVerbosity:
+		want = "OK"
+	case rmcTouch:
+		// moxi answers STORED to a touch, so the library accepts both.
+		if string(line) == "TOUCHED" || string(line) == "STORED" {
+			return retOK(L)
+		}
+		return ret(L, 1, string(line))
+	case rmcIncr:
+		if rmcAllDigits(line) {
+			L.Push(lua.LString(line))
+			return 1
+		}
+		return ret(L, 1, string(line))
+	case rmcVersion:
+		if len(line) > 8 && string(line[:8]) == "VERSION " {
+			L.Push(lua.LString(line[8:]))
+			return 1
+		}
+		// The library returns the failed match: nil, nil.
+		L.Push(lua.LNil)
+		L.Push(lua.LNil)
+		return 2
+	}
+	if string(line) == want {
+		return retOK(L)
+	}
+	return ret(L, 1, string(line))
+}
+
+func rmcAllDigits(b []byte) bool {
+	if len(b) == 0 {
+		return false
+	}
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return false
+		}
+	}
+	return true
+}
+
+// store: ok, err = memc:set(key, value, exptime?, flags?) and add, replace,
+// append, prepend.
+func (m *rmcModule) store(L *lua.LState, cmd string) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	return o.storeCmd(L, cmd, lua.LNil)
+}
+
+// storeCmd builds "<cmd> <key> <flags> <exptime> <bytes> [<cas>]" from the
+// arguments key(2) value(3) then exptime and flags, which follow cas.
+func (o *rmc) storeCmd(L *lua.LState, cmd string, cas lua.LValue) int {
+	argExp, argFlags := 4, 5
+	if cas != lua.LNil {
+		argExp, argFlags = 5, 6
+	}
+	value := L.Get(3)
+	var data []byte
+	if s, ok := value.(lua.LString); ok {
+		o.vbuf = append(o.vbuf[:0], s...)
+	} else {
+		o.vbuf = rmcAppendValue(L, o.vbuf[:0], value, 0)
+	}
+	data = o.vbuf
+	b := append(o.buf[:0], cmd...)
+	b = append(b, ' ')
+	b = o.appendKey(L, b, L.Get(2))
+	b = append(b, ' ')
+	b = rmcAppendArgOr(L, b, argFlags, "0")
+	b = append(b, ' ')
+	b = rmcAppendArgOr(L, b, argExp, "0")
+	b = append(b, ' ')
+	b = strconv.AppendInt(b, int64(len(data)), 10)
+	if cas != lua.LNil {
+		b = append(b, ' ')
+		b = rmcAppendConcat(L, b, cas)
+	}
+	b = append(b, "\r\n"...)
+	b = append(b, data...)
+	b = append(b, "\r\n"...)
+	o.buf = b
+	return o.exec(L, rmcStore)
+}
+
+// cas: ok, err = memc:cas(key, value, cas_unique, exptime?, flags?)
+func (m *rmcModule) cas(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	cas := L.Get(4)
+	if cas == lua.LNil {
+		L.RaiseError("attempt to concatenate a nil value")
+	}
+	return o.storeCmd(L, "cas", cas)
+}
+
+// get: value, flags, err = memc:get(key); results, err = memc:get(keys).
+// gets adds the CAS unique.
+func (m *rmcModule) get(L *lua.LState, withCAS bool) int {
+	o := m.obj(L)
+	keys, multi := L.Get(2).(*lua.LTable)
+	cmd := "get"
+	op := rmcGet
+	if withCAS {
+		cmd, op = "gets", rmcGets
+	}
+	if multi {
+		op = rmcMultiGet
+		if withCAS {
+			op = rmcMultiGets
+		}
+	}
+	if o == nil {
+		return ret(L, op.readNils(), "not initialized")
+	}
+	b := append(o.buf[:0], cmd...)
+	if multi {
+		n := keys.Len()
+		if n == 0 {
+			L.Push(L.NewTable())
+			L.Push(lua.LNil)
+			return 2
+		}
+		for i := 1; i <= n; i++ {
+			b = append(b, ' ')
+			b = o.appendKey(L, b, keys.RawGetInt(i))
+		}
+	} else {
+		b = append(b, ' ')
+		b = o.appendKey(L, b, L.Get(2))
+	}
+	o.buf = append(b, "\r\n"...)
+	return o.exec(L, op)
+}
+
+// touch: ok, err = memc:touch(key, exptime)
+func (m *rmcModule) touch(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	b := append(o.buf[:0], "touch "...)
+	b = o.appendKey(L, b, L.Get(2))
+	b = append(b, ' ')
+	b = rmcAppendConcat(L, b, L.Get(3))
+	o.buf = append(b, "\r\n"...)
+	return o.exec(L, rmcTouch)
+}
+
+// flush_all: ok, err = memc:flush_all(time?)
+func (m *rmcModule) flushAll(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	b := append(o.buf[:0], "flush_all"...)
+	if t := L.Get(2); lua.LVAsBool(t) {
+		b = append(b, ' ')
+		b = rmcAppendConcat(L, b, t)
+	}
+	o.buf = append(b, "\r\n"...)
+	return o.exec(L, rmcFlush)
+}
+
+// delete: ok, err = memc:delete(key)
+func (m *rmcModule) delete(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	b := append(o.buf[:0], "delete "...)
+	b = o.appendKey(L, b, L.Get(2))
+	o.buf = append(b, "\r\n"...)
+	return o.exec(L, rmcDelete)
+}
+
+// incr/decr: new_value, err = memc:incr(key, delta)
+func (m *rmcModule) incr(L *lua.LState, cmd string) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	b := append(o.buf[:0], cmd...)
+	b = append(b, ' ')
+	b = o.appendKey(L, b, L.Get(2))
+	b = append(b, ' ')
+	b = rmcAppendConcat(L, b, L.Get(3))
+	o.buf = append(b, "\r\n"...)
+	return o.exec(L, rmcIncr)
+}
+
+// stats: lines, err = memc:stats(args?)
+func (m *rmcModule) stats(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	b := append(o.buf[:0], "stats"...)
+	if a := L.Get(2); lua.LVAsBool(a) {
+		b = append(b, ' ')
+		b = rmcAppendConcat(L, b, a)
+	}
+	o.buf = append(b, "\r\n"...)
+	return o.exec(L, rmcStats)
+}
+
+// version: version, err = memc:version()
+func (m *rmcModule) version(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	o.buf = append(o.buf[:0], "version\r\n"...)
+	return o.exec(L, rmcVersion)
+}
+
+// quit: ok, err = memc:quit() — sent, no reply is read.
+func (m *rmcModule) quit(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	o.buf = append(o.buf[:0], "quit\r\n"...)
+	return o.exec(L, rmcQuit)
+}
+
+// verbosity: ok, err = memc:verbosity(level)
+func (m *rmcModule) verbosity(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	b := append(o.buf[:0], "verbosity "...)
+	b = rmcAppendConcat(L, b, L.Get(2))
+	o.buf = append(b, "\r\n"...)
+	return o.exec(L, rmcVerbosity)
+}
+
+// init_pipeline: err = memc:init_pipeline(n?)
+func (m *rmcModule) initPipeline(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		L.Push(lua.LString("not initialized"))
+		return 1
+	}
+	if o.piping {
+		L.Push(lua.LString("already init pipeline"))
+		return 1
+	}
+	n := 4
+	if v := L.Get(2); v != lua.LNil {
+		num, ok := v.(lua.LNumber)
+		if !ok {
+			L.Push(lua.LString("bad n arg: number expected, but got " + v.Type().String()))
+			return 1
+		}
+		n = max(int(num), 0)
+	}
+	o.piping = true
+	o.pipe = o.pipe[:0]
+	if cap(o.readers) < n {
+		o.readers = make([]rmcOp, 0, n)
+	}
+	o.readers = o.readers[:0]
+	return 0
+}
+
+// cancel_pipeline: memc:cancel_pipeline() — always succeeds.
+func (m *rmcModule) cancelPipeline(L *lua.LState) int {
+	if o := m.obj(L); o != nil {
+		o.piping = false
+		o.pipe = o.pipe[:0]
+		o.readers = o.readers[:0]
+	}
+	return 0
+}
+
+// commit_pipeline: results, err = memc:commit_pipeline(). results[i] holds
+// what the i-th queued call returns outside a pipeline ({1}, {nil, "NOT_STORED"},
+// {value, flags}, …). A socket failure fails the whole commit.
+func (m *rmcModule) commitPipeline(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	if !o.piping {
+		return ret(L, 1, "no pipeline")
+	}
+	o.piping = false
+	readers := o.readers
+	results := L.CreateTable(len(readers), 0)
+	if len(readers) == 0 {
+		L.Push(results)
+		return 1
+	}
+	if msg, ok := o.send(o.pipe); !ok {
+		return ret(L, 1, msg)
+	}
+	for i, op := range readers {
+		base := L.GetTop()
+		n := o.read(L, op)
+		if o.conn == nil {
+			// The socket failed: the error is the last value read returned.
+			msg := L.Get(base + n)
+			L.SetTop(base)
+			L.Push(lua.LNil)
+			L.Push(msg)
+			return 2
+		}
+		res := L.CreateTable(n, 0)
+		for j := 1; j <= n; j++ {
+			res.RawSetInt(j, L.Get(base+j))
+		}
+		L.SetTop(base)
+		results.RawSetInt(i+1, res)
+	}
+	o.readers = readers[:0]
+	o.pipe = o.pipe[:0]
+	L.Push(results)
+	return 1
+}
+
+// set_timeout: ok, err = memc:set_timeout(ms) — connect, send and read.
+func (m *rmcModule) setTimeout(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	t := rmcMillis(L, 2)
+	o.connectTimeout, o.sendTimeout, o.readTimeout = t, t, t
+	o.applyTimeouts()
+	return retOK(L)
+}
+
+// set_timeouts: ok, err = memc:set_timeouts(connect, send, read)
+func (m *rmcModule) setTimeouts(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	o.connectTimeout, o.sendTimeout, o.readTimeout = rmcMillis(L, 2), rmcMillis(L, 3), rmcMillis(L, 4)
+	o.applyTimeouts()
+	return retOK(L)
+}
+
+// rmcMillis reads a timeout in ms; 0 or less means the lua_socket_* default.
+func rmcMillis(L *lua.LState, n int) time.Duration {
+	ms := float64(L.CheckNumber(n))
+	if ms <= 0 {
+		return 0
+	}
+	return time.Duration(ms * float64(time.Millisecond))
+}
+
+// get_reused_times: times, err = memc:get_reused_times()
+func (m *rmcModule) getReusedTimes(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	if o.conn == nil {
+		return ret(L, 1, "closed")
+	}
+	L.Push(lua.LNumber(o.conn.ReusedTimes()))
+	return 1
+}
+
+// close: ok, err = memc:close()
+func (m *rmcModule) close(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	if o.conn == nil {
+		return ret(L, 1, "closed")
+	}
+	o.piping = false
+	err := o.conn.Close()
+	o.conn = nil
+	if err != nil {
+		return ret(L, 1, "closed")
+	}
+	return retOK(L)
+}
+
+// set_keepalive: ok, err = memc:set_keepalive(max_idle_ms?, pool_size?)
+// The object is closed afterwards whatever the outcome, as a cosocket is.
+func (m *rmcModule) setKeepalive(L *lua.LState) int {
+	o := m.obj(L)
+	if o == nil {
+		return ret(L, 1, "not initialized")
+	}
+	if o.conn == nil {
+		return ret(L, 1, "closed")
+	}
+	d := o.socketDefaults()
+	idle, size := d.KeepaliveTimeout, d.PoolSize
+	if v := L.Get(2); v != lua.LNil {
+		ms := float64(L.CheckNumber(2))
+		switch {
+		case ms < 0:
+			L.RaiseError(`bad "timeout" option value: %s`, ngxFormatNumber(ms))
+		case ms == 0:
+			idle = rmcForever
+		default:
+			idle = time.Duration(ms * float64(time.Millisecond))
+		}
+	}
+	if v := L.Get(3); v != lua.LNil {
+		n := int(L.CheckNumber(3))
+		if n <= 0 {
+			L.RaiseError(`bad "pool_size" option value: %d`, n)
+		}
+		size = n
+	}
+	o.piping = false
+	c := o.conn
+	o.conn = nil
+	if c.Buffered() > 0 {
+		c.Close() //nolint:errcheck // refused: the reply left would be the next user's
+		return ret(L, 1, "unread data in buffer")
+	}
+	o.pool.Put(c, idle, size)
+	return retOK(L)
+}

@@ -1,0 +1,483 @@
+package luabind
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
+
+	"luaserve/memcached"
+	"luaserve/memcached/server"
+)
+
+type rmcBackend struct {
+	name string
+	port int
+}
+
+// rmcMemcachedBin is Debian's memcached. luaserve/memcached/internal/mctest
+// cannot be imported from here (internal), hence the small starter below.
+const rmcMemcachedBin = "/usr/bin/memcached"
+
+// rmcStartMemcached starts a real memcached with args and waits until dial
+// (network, addr) connects; it is killed when the test ends. The test is
+// skipped when memcached is not installed.
+func rmcStartMemcached(t testing.TB, network, addr string, args ...string) {
+	t.Helper()
+	if _, err := os.Stat(rmcMemcachedBin); err != nil {
+		t.Skipf("%s not installed (apt-get install memcached): %v", rmcMemcachedBin, err)
+	}
+	if os.Geteuid() == 0 {
+		args = append(args, "-u", "nobody")
+	}
+	cmd := exec.Command(rmcMemcachedBin, args...)
+	cmd.Stderr = os.Stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		cmd.Process.Kill() //nolint:errcheck // may be gone already
+		<-exited
+	})
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		select {
+		case err := <-exited:
+			exited <- err
+			t.Fatalf("memcached %v exited early: %v", args, err)
+		default:
+		}
+		if c, err := net.DialTimeout(network, addr, 200*time.Millisecond); err == nil {
+			c.Close()
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("memcached %v not accepting on %s after 5s", args, addr)
+}
+
+// rmcRealTCP starts a real memcached on a free loopback port.
+func rmcRealTCP(t testing.TB, extra ...string) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	port := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	args := append([]string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0"}, extra...)
+	rmcStartMemcached(t, "tcp", "127.0.0.1:"+strconv.Itoa(port), args...)
+	return port
+}
+
+// rmcBackends starts a real memcached (skipped with a message when it is not
+// installed) and the embedded server: every behaviour case runs on both.
+func rmcBackends(t *testing.T) []rmcBackend {
+	t.Helper()
+	var bs []rmcBackend
+	if _, err := os.Stat(rmcMemcachedBin); err == nil {
+		bs = append(bs, rmcBackend{"memcached", rmcRealTCP(t)})
+	} else {
+		t.Logf("real memcached not installed (%v): running against the embedded server only", err)
+	}
+	s, err := server.Start(server.Config{Addr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	bs = append(bs, rmcBackend{"embedded", s.Addr().(*net.TCPAddr).Port})
+	return bs
+}
+
+// rmcEnv is a VM that serves requests one after another, with pools that
+// outlive it.
+type rmcEnv struct {
+	vm     *VM
+	log    *testLogger
+	socket *SocketSettings
+}
+
+func newRmcEnv(t testing.TB, pools *memcached.Pools) *rmcEnv {
+	t.Helper()
+	if pools == nil {
+		pools = &memcached.Pools{}
+		t.Cleanup(func() { pools.Close() })
+	}
+	log := &testLogger{}
+	vm, err := NewVM(&Options{Logger: log, Pools: pools})
+	require.NoError(t, err)
+	t.Cleanup(vm.Close)
+	s := DefaultSocketSettings
+	return &rmcEnv{vm: vm, log: log, socket: &s}
+}
+
+// run serves one request through code (with memcached, HOST and PORT
+// defined) and returns the body.
+func (e *rmcEnv) run(t testing.TB, port int, code string) string {
+	t.Helper()
+	body, err := e.runErr(t, port, code, 10*time.Second)
+	require.NoError(t, err)
+	return body
+}
+
+func (e *rmcEnv) runErr(t testing.TB, port int, code string, timeout time.Duration) (string, error) {
+	t.Helper()
+	prelude := fmt.Sprintf("local memcached = require 'resty.memcached'; local HOST, PORT = '127.0.0.1', %d; ", port)
+	ctx := &fasthttp.RequestCtx{}
+	e.vm.Bind(&Request{Ctx: ctx, Phase: PhaseContent, Start: time.Now(), Socket: e.socket})
+	err := e.vm.Run(compile(t, "content_by_lua(nginx.conf:1)", prelude+code), timeout)
+	e.vm.End()
+	return string(ctx.Response.Body()), err
+}
+
+func (e *rmcEnv) logged() string {
+	var b strings.Builder
+	for _, l := range e.log.lines {
+		fmt.Fprintf(&b, "[%d] %s\n", l.level, l.msg)
+	}
+	return b.String()
+}
+
+// rmcConnect opens memc on HOST:PORT and flushes it.
+const rmcConnect = `
+local memc = assert(memcached:new())
+memc:set_timeout(2000)
+assert(memc:connect(HOST, PORT))
+assert(memc:flush_all())
+local function show(...)
+	local t = {...}
+	local n = select('#', ...)
+	for i = 1, n do t[i] = type(t[i]) == "string" and string.format("%q", t[i]) or tostring(t[i]) end
+	ngx.say(table.concat(t, " ", 1, n))
+end
+`
+
+var rmcCases = []struct {
+	name, code, want string
+}{
+	{"synopsis", `
+		local memc, err = memcached:new()
+		memc:set_timeout(1000)
+		local ok, err = memc:connect("127.0.0.1", PORT)
+		if not ok then ngx.say("failed to connect: ", err) return end
+		local ok, err = memc:flush_all()
+		if not ok then ngx.say("failed to flush all: ", err) return end
+		local ok, err = memc:set("dog", 32)
+		if not ok then ngx.say("failed to set dog: ", err) return end
+		local res, flags, err = memc:get("dog")
+		if err then ngx.say("failed to get dog: ", err) return end
+		if not res then ngx.say("dog not found") return end
+		ngx.say("dog: ", res)
+		local ok, err = memc:set_keepalive(10000, 100)
+		if not ok then ngx.say("cannot set keepalive: ", err) return end
+		ngx.say(memc:get("dog"))
+	`, "dog: 32\nnilnilclosed\n"},
+	{"store family", rmcConnect + `
+		show(memc:set("k", "v", 0, 7))
+		show(memc:get("k"))
+		show(memc:add("k", "w"))
+		show(memc:add("k2", "w"))
+		show(memc:replace("nope", "x"))
+		show(memc:replace("k", "x", 0, 3))
+		show(memc:append("k", "-end"))
+		show(memc:prepend("k", "start-"))
+		show(memc:get("k"))
+		show(memc:append("nope", "x"))
+		show(memc:prepend("nope", "x"))
+		show(memc:set("t", {"a ", {"kind of"}, " animal", 1}))
+		show(memc:get("t"))
+		show(memc:set("n", 3.5))
+		show(memc:get("n"))
+		show(memc:set("e", ""))
+		show(memc:get("e"))
+	`, `1
+"v" "7"
+nil "NOT_STORED"
+1
+nil "NOT_STORED"
+1
+1
+1
+"start-x-end" "3"
+nil "NOT_STORED"
+nil "NOT_STORED"
+1
+"a kind of animal1" "0"
+1
+"3.5" "0"
+1
+"" "0"
+`},
+	{"get and gets", rmcConnect + `
+		show(memc:get("missing"))
+		show(memc:gets("missing"))
+		assert(memc:set("a", "1", 0, 2))
+		local v, f, cas = memc:gets("a")
+		show(v, f, type(cas), cas:match("^%d+$") ~= nil)
+		show(memc:cas("a", "2", cas))
+		show(memc:cas("a", "3", cas))
+		show(memc:cas("missing", "3", cas))
+		local v, f, cas2 = memc:gets("a")
+		show(v, f, cas2 ~= cas)
+		show(memc:cas("a", {"x", "y"}, cas2, 0, 9))
+		show(memc:get("a"))
+	`, `nil nil nil
+nil nil nil nil
+"1" "2" "string" true
+1
+nil "EXISTS"
+nil "NOT_FOUND"
+"2" "0" true
+1
+"xy" "9"
+`},
+	{"multi get", rmcConnect + `
+		assert(memc:set("a", "1"))
+		assert(memc:set("b", "22", 0, 5))
+		local res = assert(memc:get({"a", "missing", "b"}))
+		local keys = {}
+		for k, v in pairs(res) do keys[#keys+1] = k .. "=" .. v[1] .. "/" .. v[2] .. "/" .. #v end
+		table.sort(keys)
+		ngx.say(table.concat(keys, " "))
+		local res = assert(memc:gets({"b"}))
+		show(res.b[1], res.b[2], res.b[3]:match("^%d+$") ~= nil, #res.b)
+		local res, err = memc:get({})
+		show(next(res), err, select('#', memc:get({})))
+		show(next(memc:get({"missing"})))
+	`, `a=1/0/2 b=22/5/2
+"22" "5" true 3
+nil nil 2
+nil
+`},
+	{"touch delete incr decr", rmcConnect + `
+		assert(memc:set("n", 32))
+		show(memc:touch("n", 100))
+		show(memc:touch("missing", 100))
+		show(memc:incr("n", 1))
+		show(memc:decr("n", 3))
+		show(memc:decr("n", 100))
+		show(memc:incr("missing", 1))
+		assert(memc:set("s", "abc"))
+		local v, err = memc:incr("s", 1)
+		show(v, err:match("^CLIENT_ERROR") ~= nil)
+		show(memc:delete("n"))
+		show(memc:delete("n"))
+		show(memc:get("n"))
+	`, `1
+nil "NOT_FOUND"
+"33"
+"30"
+"0"
+nil "NOT_FOUND"
+nil true
+1
+nil "NOT_FOUND"
+nil nil nil
+`},
+	{"stats version verbosity", rmcConnect + `
+		local lines = assert(memc:stats())
+		local all = #lines > 5
+		for _, l in ipairs(lines) do if not l:match("^STAT %S+ ") then all = false end end
+		show(all)
+		local ver = assert(memc:version())
+		show(ver:match("^%d+%.%d+%.%d+") ~= nil)
+		show(memc:verbosity(1))
+		show(memc:verbosity(0))
+		show(memc:flush_all(0))
+		show(memc:flush_all())
+	`, "true\ntrue\n1\n1\n1\n1\n"},
+	{"quit", rmcConnect + `
+		show(memc:quit())
+		show(memc:get("x"))
+		show(memc:get("x"))
+	`, "1\nnil nil \"closed\"\nnil nil \"closed\"\n"},
+	{"not initialized and closed", `
+		show = function(...) local t = {...} for i = 1, select('#', ...) do t[i] = tostring(t[i]) end ngx.say(table.concat(t, " ", 1, select('#', ...))) end
+		show(memcached.get(memcached, "x"))
+		show(memcached:gets("x"))
+		show(memcached:get({"x"}))
+		show(memcached:set("x", 1))
+		show(memcached:connect(HOST, PORT))
+		show(memcached:set_keepalive())
+		show(memcached:get_reused_times())
+		show(memcached:close())
+		show(memcached:set_timeout(1))
+		show(memcached:init_pipeline())
+		show(memcached:commit_pipeline())
+		local memc = memcached:new()
+		show(memc:get("x"))
+		show(memc:set("x", 1))
+		show(memc:set_keepalive())
+		show(memc:get_reused_times())
+		show(memc:close())
+		show(memc:sslhandshake())
+		assert(memc:connect(HOST, PORT))
+		show(memc:close())
+		show(memc:close())
+		show(memc:incr("x", 1))
+		assert(memc:connect(HOST, PORT))
+		show(memc:set_keepalive())
+		show(memc:set_keepalive())
+		show(memc:get_reused_times())
+		show(memcached:new{key_transform = {ngx.escape_uri}})
+		show(memcached._VERSION)
+	`, `nil nil not initialized
+nil nil nil not initialized
+nil not initialized
+nil not initialized
+nil not initialized
+nil not initialized
+nil not initialized
+nil not initialized
+nil not initialized
+not initialized
+nil not initialized
+nil nil closed
+nil closed
+nil closed
+nil closed
+nil closed
+nil closed
+1
+nil closed
+nil closed
+1
+nil closed
+nil closed
+nil expecting key_transform = { escape, unescape } table
+0.17
+`},
+	{"key escaping", rmcConnect + `
+		local keys = {"a b", "100%", "/x?y=z&w", "日本語", "tab\tnl\n", "+plus"}
+		for i, k in ipairs(keys) do assert(memc:set(k, "v" .. i)) end
+		for i, k in ipairs(keys) do show(k, memc:get(k)) end
+		local res = assert(memc:get(keys))
+		for i, k in ipairs(keys) do show(res[k] and res[k][1]) end
+		local raw = memcached:new{key_transform = {function(k) return k end, function(k) return k end}}
+		raw:set_timeout(2000)
+		assert(raw:connect(HOST, PORT))
+		show(raw:get("a%20b"))
+		show(raw:get("100%25"))
+		show(raw:get("%E6%97%A5%E6%9C%AC%E8%AA%9E"))
+		show(raw:get("a b"))
+	`, `"a b" "v1" "0"
+"100%" "v2" "0"
+"/x?y=z&w" "v3" "0"
+"日本語" "v4" "0"
+"tab\tnl\n" "v5" "0"
+"+plus" "v6" "0"
+"v1"
+"v2"
+"v3"
+"v4"
+"v5"
+"v6"
+"v1" "0"
+"v2" "0"
+"v4" "0"
+nil nil nil
+`},
+	{"key_transform", rmcConnect + `
+		local calls = 0
+		local pre = memcached:new{key_transform = {
+			function(k) calls = calls + 1 return "pre:" .. k end,
+			function(k) return (k:gsub("^pre:", "")) .. "!" end,
+		}}
+		pre:set_timeout(2000)
+		assert(pre:connect(HOST, PORT))
+		show(pre:set("k", "v"))
+		show(pre:get("k"))
+		local raw = memcached:new{key_transform = {tostring, tostring}}
+		assert(raw:connect(HOST, PORT))
+		show(raw:get("pre:k"))
+		local res = assert(pre:get({"k", "other"}))
+		show(res["k!"][1], res.k)
+		show(calls)
+		local bad = memcached:new{key_transform = {function() return nil end, tostring}}
+		assert(bad:connect(HOST, PORT))
+		local ok, err = pcall(bad.get, bad, "x")
+		show(ok, err:match("attempt to concatenate a nil value$"))
+	`, `1
+"v" "0"
+"v" "0"
+"v" nil
+4
+false "attempt to concatenate a nil value"
+`},
+	{"pipeline", rmcConnect + `
+		show(memc:init_pipeline())
+		show(memc:init_pipeline())
+		show(memc:set("dog", 32))
+		show(memc:add("dog", 1))
+		show(memc:get("dog"))
+		show(memc:get("cat"))
+		show(memc:incr("dog", 2))
+		show(memc:gets({"dog", "cat"}))
+		show(memc:delete("cat"))
+		local results, err = memc:commit_pipeline()
+		show(#results, err)
+		show(unpack(results[1]))
+		show(unpack(results[2]))
+		show(unpack(results[3]))
+		show(select('#', unpack(results[4])), results[4][3])
+		show(unpack(results[5]))
+		show(results[6][1].dog[1], results[6][1].cat)
+		show(unpack(results[7]))
+		show(memc:commit_pipeline())
+		show(memc:init_pipeline(10))
+		memc:set("x", 1)
+		memc:cancel_pipeline()
+		show(memc:commit_pipeline())
+		show(memc:get("x"))
+		show(memc:init_pipeline("x"))
+		show(memc:init_pipeline())
+		show(#assert(memc:commit_pipeline()))
+		memc:init_pipeline()
+		memc:quit()
+		show(unpack(assert(memc:commit_pipeline())[1]))
+	`, `
+"already init pipeline"
+1
+1
+1
+1
+1
+1
+1
+7 nil
+1
+nil "NOT_STORED"
+"32" "0"
+0 nil
+"34"
+"34" nil
+nil "NOT_FOUND"
+nil "no pipeline"
+
+nil "no pipeline"
+nil nil nil
+"bad n arg: number expected, but got string"
+
+0
+1
+`},
+}
+
+func TestRestyMemcachedBehaviour(t *testing.T) {
+	for _, b := range rmcBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			for _, tc := range rmcCases {
+				t.Run(tc.name, func(t *testing.T) {
+					e := newRmcEnv(t, nil)
+					got := e.run(t, b.port, tc.code)
+					assert.Equal(t, tc.want, got)
+					assert.Empty(t, e.logged())
+				})
+			}
+		})
+	}
+}
