@@ -110,16 +110,16 @@ func (m *bmem) newCluster(L *lua.LState) int {
 	if err := bmemCheckOptNames(opts, bmemClusterOpts); err != "" {
 		L.RaiseError("bmemcached.cluster: %s", err)
 	}
-	host := bmemOptString(L, opts, "cluster", "host", "127.0.0.1")
-	socket := bmemOptString(L, opts, "cluster", "socket", "")
-	port := bmemOptInt(L, opts, "cluster", "port", 11211)
+	host := bmemOptString(L, opts, "bmemcached.cluster", "host", "127.0.0.1")
+	socket := bmemOptString(L, opts, "bmemcached.cluster", "socket", "")
+	port := bmemOptInt(L, opts, "bmemcached.cluster", "port", 11211)
 	if port <= 0 || port > 65535 {
 		L.RaiseError("bmemcached.cluster: port %d out of range 1-65535", port)
 	}
 	c := &bmemCluster{
-		user:     bmemOptString(L, opts, "cluster", "user", ""),
-		password: bmemOptString(L, opts, "cluster", "password", ""),
-		timeout:  bmemOptMillis(L, opts, "cluster", "timeout"),
+		user:     bmemOptString(L, opts, "bmemcached.cluster", "user", ""),
+		password: bmemOptString(L, opts, "bmemcached.cluster", "password", ""),
+		timeout:  bmemOptMillis(L, opts, "bmemcached.cluster", "timeout"),
 	}
 	if c.password != "" && c.user == "" {
 		L.RaiseError("bmemcached.cluster: password given without user")

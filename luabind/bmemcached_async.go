@@ -289,6 +289,7 @@ const (
 type bmemBatchItem struct {
 	req  memcached.Request
 	srv  int
+	wk   int  // the worker that runs it
 	done bool // a response arrived
 	hdr  memcached.Header
 	key  []byte
@@ -341,8 +342,12 @@ func (m *bmem) batch(L *lua.LState) int {
 		if msg != "" {
 			L.RaiseError("%s: %s", where, msg)
 		}
-		extras = extras[:start+len(req.Extras)]
-		req.Extras = extras[start:len(extras):len(extras)]
+		if req.Extras != nil {
+			// bmemBuild appended to extras: keep the whole, hand the item
+			// its own part.
+			extras = req.Extras
+			req.Extras = extras[start:len(extras):len(extras)]
+		}
 		srv := 0
 		if req.Key != "" && op != memcached.OpStat {
 			var err error
@@ -351,6 +356,12 @@ func (m *bmem) batch(L *lua.LState) int {
 			}
 		}
 		items[i] = bmemBatchItem{req: req, srv: srv}
+	}
+	threads = min(threads, n)
+	for i := range items {
+		// Items with the same key go to the same worker, so they run in
+		// the order given even when workers run in parallel.
+		items[i].wk = int(memcached.KetamaHash(items[i].req.Key) % uint32(threads))
 	}
 	// One block of opaques, so a response names its item.
 	if m.opaque > ^uint32(0)-uint32(n)-1 {
@@ -366,23 +377,22 @@ func (m *bmem) batch(L *lua.LState) int {
 		L.RaiseError("bmemcached: batch: timeout (the request's deadline has passed)")
 	}
 	w := bmemWorker{b: s.b, items: items, base: base, window: window, send: send, read: read, ctx: ctx}
-	threads = min(threads, n)
 	errs := make([]error, threads)
 	var wg sync.WaitGroup
 	for t := 1; t < threads; t++ {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			errs[t] = w.run(t, threads)
+			errs[t] = w.run(t)
 		}()
 	}
-	errs[0] = w.run(0, threads)
+	errs[0] = w.run(0)
 	wg.Wait()
 	// A worker that ended cleanly settled all of its items; one that
 	// failed left the unanswered ones without a result.
 	for i := range items {
 		it := &items[i]
-		failed := errs[i%threads] != nil
+		failed := errs[it.wk] != nil
 		if !it.done && (failed || !it.req.Opcode.Quiet()) {
 			continue
 		}
@@ -411,9 +421,9 @@ type bmemWorker struct {
 	ctx        context.Context
 }
 
-// run handles items k, k+threads, … and returns its connections to the
+// run handles the items of worker k and returns its connections to the
 // pool once nothing is outstanding on them.
-func (w *bmemWorker) run(k, threads int) (err error) {
+func (w *bmemWorker) run(k int) (err error) {
 	conns := make([]*memcached.Conn, len(w.b.pools))
 	inflight := make([]int, len(w.b.pools))
 	quiet := make([]bool, len(w.b.pools))
@@ -455,8 +465,11 @@ func (w *bmemWorker) run(k, threads int) (err error) {
 		}
 		return false, nil
 	}
-	for i := k; i < len(w.items); i += threads {
+	for i := range w.items {
 		it := &w.items[i]
+		if it.wk != k {
+			continue
+		}
 		srv := it.srv
 		if conns[srv] == nil {
 			c, err := w.b.pools[srv].Get(w.ctx)

@@ -466,9 +466,13 @@ func (bc *bmemConn) peerTable(L *lua.LState) *lua.LTable {
 		ud := L.NewUserData()
 		ud.Value = bc
 		ud.Metatable = bc.s.m.connMT
-		bc.peer = L.CreateTable(2, 0)
+		// Both forms: unpack(w.peer) as the examples do, and peer.sock /
+		// peer.pool as the document prints it.
+		bc.peer = L.CreateTable(2, 2)
 		bc.peer.RawSetInt(1, ud)
 		bc.peer.RawSetInt(2, bc.s.b.peerNames[bc.idx])
+		bc.peer.RawSetString("sock", ud)
+		bc.peer.RawSetString("pool", bc.s.b.peerNames[bc.idx])
 	}
 	return bc.peer
 }
