@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -480,4 +481,281 @@ func TestRestyMemcachedBehaviour(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRestyMemcachedPoolReuse(t *testing.T) {
+	for _, b := range rmcBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			pools := &memcached.Pools{}
+			t.Cleanup(func() { pools.Close() })
+			e1, e2 := newRmcEnv(t, pools), newRmcEnv(t, pools)
+			code := `
+				local memc = memcached:new()
+				assert(memc:connect(HOST, PORT))
+				ngx.say(memc:get_reused_times())
+				assert(memc:set("k", "v"))
+				ngx.say(memc:set_keepalive(0, 10))
+				ngx.say(memc:get_reused_times())
+			`
+			assert.Equal(t, "0\n1\nnilclosed\n", e1.run(t, b.port, code))
+			assert.Equal(t, "1\n1\nnilclosed\n", e1.run(t, b.port, code))
+			// Another VM of the process draws from the same pool.
+			assert.Equal(t, "2\n1\nnilclosed\n", e2.run(t, b.port, code))
+			// A connection the handler forgot is pooled when the request ends.
+			assert.Equal(t, "3\n", e1.run(t, b.port, `
+				local memc = memcached:new()
+				assert(memc:connect(HOST, PORT))
+				ngx.say(memc:get_reused_times())
+			`))
+			assert.Equal(t, "4\n", e1.run(t, b.port, `
+				local memc = memcached:new()
+				assert(memc:connect(HOST, PORT))
+				ngx.say(memc:get_reused_times())
+				memc:close()
+			`))
+			// Closed rather than pooled: the next one is fresh.
+			assert.Equal(t, "0\n", e1.run(t, b.port, `
+				local memc = memcached:new()
+				assert(memc:connect(HOST, PORT, {pool = "other"}))
+				ngx.say(memc:get_reused_times())
+				memc:set_keepalive()
+			`))
+			assert.Equal(t, "1\n0\n", e1.run(t, b.port, `
+				local memc = memcached:new()
+				assert(memc:connect(HOST, PORT, {pool = "other"}))
+				ngx.say(memc:get_reused_times())
+				-- connecting again drops the current connection
+				assert(memc:connect(HOST, PORT, {pool = "other"}))
+				ngx.say(memc:get_reused_times())
+			`))
+			// A pipeline left uncommitted does not poison the pooled connection.
+			assert.Equal(t, "1 nilnilnil\n", e1.run(t, b.port, `
+				local memc = memcached:new()
+				assert(memc:connect(HOST, PORT))
+				memc:init_pipeline()
+				memc:set("k", "pending")
+				assert(memc:set_keepalive())
+				assert(memc:connect(HOST, PORT))
+				local n = memc:get_reused_times()
+				ngx.say(n, " ", memc:get("zz"))
+			`))
+			assert.Empty(t, e1.logged())
+			assert.Empty(t, e2.logged())
+		})
+	}
+}
+
+func TestRestyMemcachedSetKeepaliveArguments(t *testing.T) {
+	port := rmcBackends(t)[0].port
+	e := newRmcEnv(t, nil)
+	body, err := e.runErr(t, port, `
+		local memc = memcached:new()
+		assert(memc:connect(HOST, PORT))
+		memc:set_keepalive(1000, 0)
+	`, 5*time.Second)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), `bad "pool_size" option value: 0`)
+	assert.Empty(t, body)
+	body = e.run(t, port, `
+		local memc = memcached:new()
+		assert(memc:connect(HOST, PORT))
+		ngx.say(memc:set_keepalive(1))
+		ngx.sleep(0.01)
+		assert(memc:connect(HOST, PORT))
+		ngx.say(memc:get_reused_times())
+	`)
+	assert.Equal(t, "1\n0\n", body, "a connection idle past max_idle_timeout is not reused")
+}
+
+// rmcSilentListener accepts connections and reads them without ever
+// answering; serve(conn) can replace that.
+func rmcListener(t *testing.T, serve func(net.Conn)) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+	})
+	go func() {
+		defer close(done)
+		var conns []net.Conn
+		defer func() {
+			for _, c := range conns {
+				c.Close()
+			}
+		}()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+			if serve != nil {
+				go serve(c)
+			}
+		}
+	}()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+func TestRestyMemcachedSocketErrors(t *testing.T) {
+	silent := rmcListener(t, nil)
+	// A peer that answers the first command with half a value, then hangs up.
+	cut := rmcListener(t, func(c net.Conn) {
+		buf := make([]byte, 512)
+		if _, err := c.Read(buf); err == nil {
+			c.Write([]byte("VALUE k 0 10\r\nabc")) //nolint:errcheck
+		}
+		c.Close()
+	})
+	// A peer that hangs up at once.
+	hangup := rmcListener(t, func(c net.Conn) { c.Close() })
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	refused := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	missing := filepath.Join(t.TempDir(), "none.sock")
+
+	cases := []struct {
+		name      string
+		port      int
+		logErrors bool
+		code      string
+		want      string
+		log       string
+	}{
+		{"refused", refused, true, `
+			local memc = memcached:new()
+			ngx.say(memc:connect(HOST, PORT))
+			ngx.say(memc:get("k"))
+		`, "nilconnection refused\nnilnilclosed\n", "connect() failed (111: Connection refused)"},
+		{"refused silent", refused, false, `
+			local memc = memcached:new()
+			ngx.say(memc:connect(HOST, PORT))
+		`, "nilconnection refused\n", ""},
+		{"missing unix socket", 0, true, `
+			local memc = memcached:new()
+			ngx.say(memc:connect("unix:` + missing + `"))
+		`, "nilno such file or directory\n", "connect() to unix:" + missing + " failed (2: No such file or directory)"},
+		{"read timeout", silent, true, `
+			local memc = memcached:new()
+			memc:set_timeout(50)
+			assert(memc:connect(HOST, PORT))
+			ngx.say(memc:get("k"))
+			ngx.say(memc:set("k", 1))
+			ngx.say(memc:set_keepalive())
+		`, "nilniltimeout\nnilclosed\nnilclosed\n", "lua tcp socket read timed out"},
+		{"read timeout set_timeouts", silent, true, `
+			local memc = memcached:new()
+			assert(memc:set_timeouts(1000, 1000, 30))
+			assert(memc:connect(HOST, PORT))
+			ngx.say(memc:stats())
+		`, "niltimeout\n", "lua tcp socket read timed out"},
+		{"read timeout silent", silent, false, `
+			local memc = memcached:new()
+			memc:set_timeout(30)
+			assert(memc:connect(HOST, PORT))
+			ngx.say(memc:incr("k", 1))
+		`, "niltimeout\n", ""},
+		{"read timeout pipeline", silent, true, `
+			local memc = memcached:new()
+			memc:set_timeout(30)
+			assert(memc:connect(HOST, PORT))
+			memc:init_pipeline()
+			memc:set("a", 1)
+			memc:get("a")
+			ngx.say(memc:commit_pipeline())
+			ngx.say(memc:get_reused_times())
+		`, "niltimeout\nnilclosed\n", "lua tcp socket read timed out"},
+		{"closed mid value", cut, true, `
+			local memc = memcached:new()
+			memc:set_timeout(1000)
+			assert(memc:connect(HOST, PORT))
+			ngx.say(memc:get("k"))
+		`, "nilnilclosed\n", ""},
+		{"closed before reply", hangup, true, `
+			local memc = memcached:new()
+			memc:set_timeout(1000)
+			assert(memc:connect(HOST, PORT))
+			ngx.sleep(0.05)
+			ngx.say(memc:gets({"k"}))
+		`, "nilclosed\n", ""},
+		{"bad port", 0, true, `
+			local memc = memcached:new()
+			ngx.say(memc:connect("127.0.0.1", 70000))
+			ngx.say(memc:connect("127.0.0.1"))
+			ngx.say(memc:connect("127.0.0.1", "11211x") == nil)
+		`, "nilbad port number: 70000\nnilfailed to parse host name \"127.0.0.1\": no port\n", ""},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newRmcEnv(t, nil)
+			e.socket.LogErrors = tc.logErrors
+			body, err := e.runErr(t, tc.port, tc.code, 10*time.Second)
+			if tc.name == "bad port" {
+				require.Error(t, err, "a non-numeric port raises")
+				assert.Contains(t, err.Error(), "number expected, got string")
+			} else {
+				require.NoError(t, err)
+			}
+			assert.Equal(t, tc.want, body)
+			if tc.log == "" {
+				assert.Empty(t, e.logged())
+			} else {
+				require.Len(t, e.log.lines, 1, e.logged())
+				assert.Equal(t, LogErr, e.log.lines[0].level)
+				assert.Equal(t, tc.log, e.log.lines[0].msg)
+			}
+		})
+	}
+}
+
+func TestRestyMemcachedRequestTimeoutStopsAHungRead(t *testing.T) {
+	silent := rmcListener(t, nil)
+	e := newRmcEnv(t, nil)
+	start := time.Now()
+	_, err := e.runErr(t, silent, `
+		local memc = memcached:new()
+		memc:set_timeout(30000)
+		assert(memc:connect(HOST, PORT))
+		local v, f, err = memc:get("k")
+		ngx.say("not reached ", err)
+	`, 200*time.Millisecond)
+	assert.ErrorIs(t, err, ErrTimeout)
+	assert.Less(t, time.Since(start), 5*time.Second)
+}
+
+// rmcSharedDir is a temporary directory memcached can use when it runs as
+// nobody (t.TempDir's parent is private to root).
+func rmcSharedDir(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "rmc")
+	require.NoError(t, err)
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	require.NoError(t, os.Chmod(dir, 0o777))
+	return dir
+}
+
+func TestRestyMemcachedUnixSocket(t *testing.T) {
+	dir := rmcSharedDir(t)
+	sock := filepath.Join(dir, "memc.sock")
+	rmcStartMemcached(t, "unix", sock, "-s", sock, "-a", "0777", "-U", "0")
+	pools := &memcached.Pools{}
+	t.Cleanup(func() { pools.Close() })
+	e := newRmcEnv(t, pools)
+	code := `
+		local memc = memcached:new()
+		memc:set_timeout(1000)
+		local ok, err = memc:connect("unix:` + sock + `")
+		if not ok then ngx.say("failed to connect: ", err) return end
+		ngx.say(memc:get_reused_times())
+		ngx.say(memc:set("dog", 32))
+		ngx.say(memc:get("dog"))
+		ngx.say(memc:set_keepalive(10000, 100))
+	`
+	assert.Equal(t, "0\n1\n320\n1\n", e.run(t, 0, code))
+	assert.Equal(t, "1\n1\n320\n1\n", e.run(t, 0, code))
+	assert.Empty(t, e.logged())
 }
