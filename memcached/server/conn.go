@@ -4,6 +4,8 @@ import (
 	"errors"
 	"io"
 	"net"
+	"sync/atomic"
+	"time"
 
 	"luaserve/memcached"
 )
@@ -45,8 +47,10 @@ type pending struct {
 }
 
 type conn struct {
-	s  *Server
-	nc net.Conn
+	s       *Server
+	nc      net.Conn
+	id      int
+	lastCmd atomic.Int64 // unix seconds
 
 	buf  []byte // read buffer; buf[r:w] is unprocessed
 	r, w int
@@ -79,7 +83,9 @@ type conn struct {
 }
 
 func newConn(s *Server, nc net.Conn) *conn {
-	return &conn{s: s, nc: nc, buf: make([]byte, readBufSize), out: make([]byte, 0, 4096), nreqMax: reqsPerEvent + 1}
+	c := &conn{s: s, nc: nc, buf: make([]byte, readBufSize), out: make([]byte, 0, 4096), nreqMax: reqsPerEvent + 1}
+	c.lastCmd.Store(time.Now().Unix())
+	return c
 }
 
 func (c *conn) serve() {
@@ -92,6 +98,7 @@ func (c *conn) serve() {
 	for {
 		var act action
 		if c.r < c.w {
+			c.lastCmd.Store(time.Now().Unix())
 			act = c.process()
 		}
 		if act == actClose {

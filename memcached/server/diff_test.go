@@ -185,7 +185,8 @@ func textCases() []wireCase {
 			s(strings.Repeat("touch a 1\r\n", 19) + "get " + key(251) + "\r\n"),
 		}},
 		{name: "stats sub", steps: []step{
-			s("stats items\r\nstats slabs\r\nstats sizes\r\n"),
+			s("stats items\r\nstats slabs\r\nstats sizes\r\nstats conns x\r\nstats reset now\r\n"),
+			s("set a 0 0 1\r\n1\r\nstats items\r\nstats slabs\r\n"),
 		}},
 		{name: "stats counters", steps: []step{
 			s("set a 0 0 1\r\n1\r\nget a b\r\nincr a 1\r\nincr b 1\r\ndecr a 1\r\ndelete b\r\ntouch a 0\r\ntouch b 0\r\ngat 0 a b\r\nflush_all\r\nget a\r\n"),
@@ -314,6 +315,16 @@ func binaryCases() []wireCase {
 				breq(memcached.OpGetKQ, "a", nil, "").withOpaque(7), breq(memcached.OpReplaceQ, "a", setExtras(2, 0), "9").withOpaque(8),
 				breq(memcached.OpPrependQ, "a", nil, "8").withOpaque(9), breq(memcached.OpGATKQ, "a", u32(0), "").withOpaque(10),
 				breq(memcached.OpFlushQ, "", nil, "").withOpaque(11), breq(memcached.OpGetQ, "a", nil, "").withOpaque(12), noop.withOpaque(13)),
+		}},
+		{name: "touch body past extras", bin: true, steps: []step{
+			b(set("t", "v"), breq(memcached.OpTouch, "t", u32(0), string(noop.bytes())).withBody(4+1+int64(memcached.HeaderLen)), version),
+		}},
+		{name: "datatype set", bin: true, steps: []step{
+			{data: func() string { p := set("d", "v").bytes(); p[5] = 1; return string(p) }()},
+			b(get("d"), version),
+		}},
+		{name: "stat detail dump", bin: true, steps: []step{
+			b(breq(memcached.OpStat, "detail dump", nil, ""), breq(memcached.OpStat, "detail", nil, ""), version),
 		}},
 		{name: "stat body past key", bin: true, steps: []step{
 			b(breq(memcached.OpStat, "", nil, string(noop.bytes())).withBody(int64(memcached.HeaderLen)).withKeylen(0)),

@@ -178,6 +178,7 @@ func (s *Server) serve(l net.Listener) error {
 			nc.Close()
 			return ErrServerClosed
 		}
+		c.id = s.connID()
 		s.conns[c] = struct{}{}
 		s.wg.Add(1)
 		s.mu.Unlock()
@@ -189,6 +190,24 @@ func (s *Server) serve(l net.Listener) error {
 			s.mu.Unlock()
 		}()
 	}
+}
+
+// firstConnID is where connection ids start, after the listener's, as file
+// descriptors do in memcached.
+const firstConnID = 24
+
+// connID returns the lowest id no live connection uses, the way the kernel
+// hands out file descriptors; called with s.mu held.
+func (s *Server) connID() int {
+	used := make(map[int]bool, len(s.conns))
+	for c := range s.conns {
+		used[c.id] = true
+	}
+	id := firstConnID
+	for used[id] {
+		id++
+	}
+	return id
 }
 
 // Addr returns the address of the first listener, or nil.

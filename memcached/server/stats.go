@@ -1,6 +1,8 @@
 package server
 
 import (
+	"net"
+	"slices"
 	"strconv"
 	"syscall"
 	"time"
@@ -269,6 +271,50 @@ func (s *Server) slabsStats() []stat {
 	}
 }
 
+func addrString(a net.Addr) string {
+	if a == nil {
+		return "unknown"
+	}
+	if a.Network() == "unix" {
+		return "unix:" + a.String()
+	}
+	return "tcp:" + a.String()
+}
+
+// connsStats is "stats conns": the listeners, then every connection, keyed
+// by an id standing in for memcached's file descriptor.
+func (c *conn) connsStats() []stat {
+	s := c.s
+	now := time.Now().Unix()
+	since := func(t int64) string { return strconv.FormatInt(now-t, 10) }
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var list []stat
+	lid := firstConnID - 1
+	for l := range s.lns {
+		p := strconv.Itoa(lid) + ":"
+		list = append(list, stat{p + "addr", addrString(l.Addr())}, stat{p + "state", "conn_listening"},
+			stat{p + "secs_since_last_cmd", since(s.started.Unix())})
+		lid--
+	}
+	conns := make([]*conn, 0, len(s.conns))
+	for o := range s.conns {
+		conns = append(conns, o)
+	}
+	slices.SortFunc(conns, func(a, b *conn) int { return a.id - b.id })
+	for _, o := range conns {
+		p := strconv.Itoa(o.id) + ":"
+		state := "conn_waiting"
+		if o == c {
+			state = "conn_parse_cmd"
+		}
+		list = append(list, stat{p + "addr", addrString(o.nc.RemoteAddr())},
+			stat{p + "listen_addr", addrString(o.nc.LocalAddr())},
+			stat{p + "state", state}, stat{p + "secs_since_last_cmd", since(o.lastCmd.Load())})
+	}
+	return list
+}
+
 func (c *conn) textStatList(list []stat) {
 	for _, st := range list {
 		c.out = append(c.out, "STAT "...)
@@ -313,7 +359,7 @@ func (c *conn) textStats(n int) {
 	case "sizes":
 		c.textStatList([]stat{{"sizes_status", "disabled"}})
 	case "conns":
-		c.textStatList(nil)
+		c.textStatList(c.connsStats())
 	default:
 		c.out = append(c.out, rError...)
 	}

@@ -139,12 +139,14 @@ var statsCompared = map[string]bool{
 var (
 	valueLineRE = regexp.MustCompile(`(?m)^(VALUE \S+ \d+ \d+) \d+\r$`)
 	statLineRE  = regexp.MustCompile(`(?m)^STAT (\S+) (.*)\r$`)
+	statFdRE    = regexp.MustCompile(`(?m)^STAT \d+:`)
 )
 
 // normText masks what must differ in text replies: CAS uniques and the
 // values of volatile stats.
 func normText(b []byte) string {
 	s := valueLineRE.ReplaceAllString(string(b), "$1 <cas>\r")
+	s = statFdRE.ReplaceAllString(s, "STAT <fd>:")
 	return statLineRE.ReplaceAllStringFunc(s, func(line string) string {
 		m := statLineRE.FindStringSubmatch(line)
 		if statsCompared[m[1]] {
