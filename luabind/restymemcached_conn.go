@@ -1,6 +1,7 @@
 package luabind
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"crypto/x509"
@@ -277,7 +278,8 @@ func rmcTLSConfig(serverName string, verify bool) *tls.Config {
 func rmcX509Error(leaf *x509.Certificate, err error) error {
 	var ua x509.UnknownAuthorityError
 	if errors.As(err, &ua) {
-		if leaf.CheckSignatureFrom(leaf) == nil {
+		if bytes.Equal(leaf.RawIssuer, leaf.RawSubject) &&
+			leaf.CheckSignature(leaf.SignatureAlgorithm, leaf.RawTBSCertificate, leaf.Signature) == nil {
 			return &rmcVerifyError{18, "self-signed certificate"}
 		}
 		return &rmcVerifyError{20, "unable to get local issuer certificate"}
