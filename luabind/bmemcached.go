@@ -235,7 +235,7 @@ func (m *bmem) newBucket(L *lua.LState) int {
 	pools := m.vm.MemcachedPools()
 	for _, addr := range c.addrs {
 		peer := addr + "/" + b.name
-		key := "bmemcached " + peer + "\x00" + user + "\x00" + pass + "\x00" + connect.String()
+		key := bmemPoolKey(peer, user, pass, connect)
 		b.pools = append(b.pools, pools.Pool(key, addr, &memcached.Options{
 			ConnectTimeout: connect, Username: user, Password: pass,
 		}))
@@ -246,6 +246,12 @@ func (m *bmem) newBucket(L *lua.LState) int {
 	ud.Metatable = m.bucketMT
 	L.Push(ud)
 	return 1
+}
+
+// bmemPoolKey names a bucket's pool for one server in the process-wide
+// registry: everything that decides how its connections are made.
+func bmemPoolKey(peer, user, pass string, connect time.Duration) string {
+	return "bmemcached " + peer + "\x00" + user + "\x00" + pass + "\x00" + connect.String()
 }
 
 func (m *bmem) newSession(L *lua.LState) int {

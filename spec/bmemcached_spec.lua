@@ -1,22 +1,27 @@
 -- resty.bmemcached: every session call, its result table and its errors.
 --
--- The memcached to talk to comes from the globals (or environment
--- variables) BMEMCACHED_HOST / BMEMCACHED_PORT (default 127.0.0.1:11211);
--- BMEMCACHED_SASL_PORT names a server that requires SASL PLAIN as
--- BMEMCACHED_SASL_USER / BMEMCACHED_SASL_PASSWORD (those specs are pending
--- without it). Each spec works on its own keys and flushes nothing but in
--- the flush spec, so the file may run against a shared server.
+-- The memcached to talk to is the spec runner's (SPEC_MEMCACHED_HOST /
+-- SPEC_MEMCACHED_PORT), else BMEMCACHED_HOST / BMEMCACHED_PORT from the
+-- globals or the environment, else 127.0.0.1:11211. BMEMCACHED_SASL_PORT
+-- names a server that requires SASL PLAIN as BMEMCACHED_SASL_USER /
+-- BMEMCACHED_SASL_PASSWORD (those specs are pending without it). Each spec
+-- works on its own keys; only the flush spec empties the server.
 
 local bmemcached = require "resty.bmemcached"
 local c = require "resty.bmemcached.consts"
 local cjson = require "cjson"
 
-local function setting(name, default)
-  return rawget(_G, name) or os.getenv(name) or default
+local env = getfenv(1)
+local function setting(names, default)
+  for _, name in ipairs(names) do
+    local v = env[name] or os.getenv(name)
+    if v ~= nil and v ~= "" then return tostring(v) end
+  end
+  return default
 end
 
-local HOST = setting("BMEMCACHED_HOST", "127.0.0.1")
-local PORT = tonumber(setting("BMEMCACHED_PORT", "11211"))
+local HOST = setting({ "SPEC_MEMCACHED_HOST", "BMEMCACHED_HOST" }, "127.0.0.1")
+local PORT = tonumber(setting({ "SPEC_MEMCACHED_PORT", "BMEMCACHED_PORT" }, "11211"))
 local ADDR = HOST .. ":" .. PORT
 
 local cluster = bmemcached.cluster({ host = HOST, port = PORT })
@@ -569,13 +574,13 @@ describe("resty.bmemcached", function()
   end)
 
   describe("SASL", function()
-    local sasl_port = tonumber(setting("BMEMCACHED_SASL_PORT", ""))
+    local sasl_port = tonumber(setting({ "BMEMCACHED_SASL_PORT" }, ""))
     if not sasl_port then
       pending("needs BMEMCACHED_SASL_PORT (a server requiring SASL PLAIN)")
       return
     end
-    local user = setting("BMEMCACHED_SASL_USER", "user")
-    local password = setting("BMEMCACHED_SASL_PASSWORD", "secret")
+    local user = setting({ "BMEMCACHED_SASL_USER" }, "user")
+    local password = setting({ "BMEMCACHED_SASL_PASSWORD" }, "secret")
 
     it("authenticates with the cluster's user and password", function()
       local ses = bmemcached.cluster({ host = HOST, port = sasl_port, user = user, password = password }):bucket():session()
