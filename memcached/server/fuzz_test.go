@@ -62,3 +62,42 @@ func FuzzConn(f *testing.F) {
 		}
 	})
 }
+
+// TestHotPathAllocs pins the allocations of the request paths that matter:
+// gets allocate nothing, a set allocates its item and nothing else.
+func TestHotPathAllocs(t *testing.T) {
+	s, err := New(Config{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	mc := &memConn{r: bytes.NewReader(nil)}
+	c := newConn(s, mc)
+	run := func(req []byte) {
+		c.r, c.w = 0, copy(c.buf, req)
+		c.process()
+		_ = c.flush()
+	}
+	run([]byte("set k 0 0 5\r\nhello\r\nset n 0 0 3\r\n100\r\n"))
+	tests := []struct {
+		name string
+		req  []byte
+		max  float64
+	}{
+		{"text get hit", []byte("get k\r\n"), 0},
+		{"text gets miss", []byte("gets nope\r\n"), 0},
+		{"text incr in place", []byte("incr n 0\r\n"), 0},
+		{"text set", []byte("set k 0 0 5\r\nhello\r\n"), 2},
+		{"binary get hit", pkts(breq(memcached.OpGetK, "k", nil, "")), 0},
+		{"binary set", pkts(breq(memcached.OpSetQ, "k", setExtras(0, 0), "hello")), 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c.negotiated, c.binary = true, tt.req[0] == memcached.MagicRequest
+			got := testing.AllocsPerRun(200, func() { run(tt.req) })
+			if got > tt.max {
+				t.Fatalf("%v allocs per request, want at most %v", got, tt.max)
+			}
+		})
+	}
+}

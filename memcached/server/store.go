@@ -3,6 +3,7 @@ package server
 import (
 	"sync"
 	"time"
+	"unsafe"
 
 	"luaserve/memcached"
 )
@@ -276,9 +277,22 @@ func (s *store) newItem(key []byte, flags uint32, exp int64, value []byte) *item
 	if !s.makeRoom(size) {
 		return nil
 	}
-	v := make([]byte, len(value))
-	copy(v, value)
-	return &item{key: string(key), value: v, flags: flags, exp: exp, size: size}
+	return makeItem(key, flags, exp, size, value, nil)
+}
+
+// makeItem builds an item whose key and value share one allocation; the key
+// string aliases bytes that are never written again (only the value part is,
+// by incr/decr in place).
+func makeItem[K string | []byte](key K, flags uint32, exp, size int64, v1, v2 []byte) *item {
+	nk, nv := len(key), len(v1)+len(v2)
+	buf := make([]byte, nk+nv)
+	copy(buf, key)
+	copy(buf[nk+copy(buf[nk:], v1):], v2)
+	it := &item{value: buf[nk : nk+nv : nk+nv], flags: flags, exp: exp, size: size}
+	if nk > 0 {
+		it.key = unsafe.String(&buf[0], nk)
+	}
+	return it
 }
 
 // store is do_store_item. cas is the request's CAS (0 for none); on success
@@ -326,12 +340,6 @@ func (s *store) store(mode storeMode, key []byte, flags uint32, exp int64, value
 		if !s.sizeOK(len(key), old.flags, total) {
 			return resNotStored, 0
 		}
-		joined := make([]byte, 0, total)
-		if mode == modeAppend {
-			joined = append(append(joined, old.value...), value...)
-		} else {
-			joined = append(append(joined, value...), old.value...)
-		}
 		size := itemSize(len(key), old.flags, total)
 		if !s.makeRoom(size - old.size) {
 			return resNotStored, 0
@@ -339,7 +347,11 @@ func (s *store) store(mode storeMode, key []byte, flags uint32, exp int64, value
 		if s.items[old.key] != old { // evicted while making room
 			return resNotStored, 0
 		}
-		it = &item{key: old.key, value: joined, flags: old.flags, exp: old.exp, size: size}
+		if mode == modeAppend {
+			it = makeItem(key, old.flags, old.exp, size, old.value, value)
+		} else {
+			it = makeItem(key, old.flags, old.exp, size, value, old.value)
+		}
 	}
 	if it == nil {
 		s.unlink(old)
@@ -517,9 +529,8 @@ func (s *store) delta(key []byte, incr bool, d uint64, cas uint64, buf []byte, h
 	if !s.makeRoom(size - it.size) {
 		return deltaNoMemory, 0, buf[:0]
 	}
-	nv := make([]byte, len(out))
-	copy(nv, out)
-	ni := &item{key: it.key, value: nv, flags: it.flags, exp: it.exp, size: size, cas: s.nextCAS()}
+	ni := makeItem(key, it.flags, it.exp, size, out, nil)
+	ni.cas = s.nextCAS()
 	s.link(ni)
 	return deltaOK, ni.cas, out
 }
