@@ -380,6 +380,14 @@ func (bc *bmemConn) read(L *lua.LState) *memcached.Response {
 	if err != nil {
 		bc.fail(L, err)
 	}
+	if (resp.Status == memcached.StatusAuthError || resp.Status == 0x20) &&
+		resp.Opcode != memcached.OpSASLAuth && resp.Opcode != memcached.OpSASLStep {
+		// The server wants SASL first, and hangs up after saying so.
+		addr := bc.pool.Addr()
+		body := string(resp.Value)
+		bc.drop()
+		L.RaiseError("Not authenticated: %s: %s (the server requires SASL: give the cluster a user and password)", addr, body)
+	}
 	return resp
 }
 

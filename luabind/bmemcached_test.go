@@ -154,3 +154,239 @@ func TestBmemSeedExample(t *testing.T) {
 		assert.NotEmpty(t, out)
 	})
 }
+
+// bmemPool returns the process-wide pool a default bucket on b uses.
+func (v *bmemVM) bmemPool(b bmemBackend, bucket string) *memcached.Pool {
+	key := bmemPoolKey(b.addr()+"/"+bucket, "", "", DefaultSocketSettings.ConnectTimeout)
+	return v.pools.Pool(key, b.addr(), nil)
+}
+
+// serverStats reads memcached's general stats over a fresh connection.
+func serverStats(t testing.TB, b bmemBackend) map[string]string {
+	t.Helper()
+	c, err := memcached.Dial(t.Context(), b.addr(), nil)
+	require.NoError(t, err)
+	defer c.Close()
+	st, err := c.Stats("")
+	require.NoError(t, err)
+	return st
+}
+
+func TestBmemForgottenConnectionsAreReleased(t *testing.T) {
+	tests := []struct {
+		name string
+		code string
+		idle int // pooled connections after the request
+	}{
+		{"clean session is pooled", `ses:set(k, "v")`, 1},
+		{"setkeepalive pools", `ses:set(k, "v") ses:setkeepalive()`, 1},
+		{"pending response closes", `ses:set(k, "v") ses:send(c.op_code.Get, {key = k})`, 0},
+		{"unsettled quiet request closes", `ses:setQ(k, "v")`, 0},
+		{"setkeepalive drains a pending response", `ses:set(k, "v") ses:send(c.op_code.Get, {key = k}) ses:setkeepalive()`, 1},
+		{"setkeepalive settles quiet requests", `ses:setQ(k, "v") ses:addQ(k, "w") ses:setkeepalive()`, 1},
+		{"closed session leaves nothing", `ses:set(k, "v") ses:close()`, 0},
+		{"error mid-request still releases", `ses:set(k, "v") error("handler failed")`, 1},
+	}
+	forEachBackend(t, func(t *testing.T, b bmemBackend) {
+		for _, tt := range tests {
+			t.Run(tt.name, func(t *testing.T) {
+				v := newBmemVM(t, nil)
+				_, err := v.run(t, b, `
+					local c = require "resty.bmemcached.consts"
+					local ses = require("resty.bmemcached").cluster{host = "$HOST", port = $PORT}:bucket():session()
+					local k = "release"
+					`+tt.code)
+				if strings.Contains(tt.code, "error(") {
+					require.Error(t, err)
+				} else {
+					require.NoError(t, err)
+				}
+				assert.Equal(t, tt.idle, v.bmemPool(b, "default").Idle())
+				// Whatever the handler sent was not lost.
+				out, err := v.run(t, b, `
+					local ses = require("resty.bmemcached").cluster{host = "$HOST", port = $PORT}:bucket():session()
+					ngx.print(ses:get("release").value) ses:setkeepalive()`)
+				require.NoError(t, err)
+				assert.Equal(t, "v", out)
+			})
+		}
+	})
+}
+
+// A bucket at module level (per VM, as per nginx worker) costs no
+// connections of its own: VMs share the process-wide pool, so the server
+// sees about one connection per VM however many requests run.
+func TestBmemPoolSharedAcrossVMs(t *testing.T) {
+	const vms, requests = 4, 150
+	forEachBackend(t, func(t *testing.T, b bmemBackend) {
+		before := serverStats(t, b)
+		pools := &memcached.Pools{}
+		t.Cleanup(func() { pools.Close() })
+		app := `
+			local app = package.loaded.bmem_app
+			if not app then
+				local bm = require "resty.bmemcached"
+				app = { bucket = bm.cluster{host = "$HOST", port = $PORT}:bucket({ pool_size = 8 }) }
+				package.loaded.bmem_app = app
+			end
+			local ses = app.bucket:session()
+			local k = "shared:" .. ngx.var.arg_i
+			ses:set(k, ngx.var.arg_i)
+			local r = ses:get(k)
+			ses:setkeepalive()
+			ngx.print(r.value)`
+		errs := make(chan error, vms)
+		for w := 0; w < vms; w++ {
+			v := newBmemVM(t, pools)
+			go func() {
+				for i := 0; i < requests; i++ {
+					code := strings.ReplaceAll(strings.ReplaceAll(app, "$HOST", b.host), "$PORT", strconv.Itoa(b.port))
+					ctx := &fasthttp.RequestCtx{}
+					ctx.Request.SetRequestURI("/?i=" + strconv.Itoa(w*1000+i))
+					v.vm.Bind(&Request{Ctx: ctx, Phase: PhaseContent, Start: time.Now()})
+					err := v.vm.Run(compile(t, "app", code), 10*time.Second)
+					v.vm.End()
+					if err == nil && string(ctx.Response.Body()) != strconv.Itoa(w*1000+i) {
+						err = fmt.Errorf("request %d answered %q", i, ctx.Response.Body())
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for w := 0; w < vms; w++ {
+			require.NoError(t, <-errs)
+		}
+		after := serverStats(t, b)
+		opened := atoiT(t, after["total_connections"]) - atoiT(t, before["total_connections"])
+		// one per VM, plus the stats connections of this test
+		assert.LessOrEqual(t, opened, vms+1, "connections opened for %d requests", vms*requests)
+		assert.LessOrEqual(t, atoiT(t, after["curr_connections"])-atoiT(t, before["curr_connections"]), vms+1)
+		assert.Positive(t, opened)
+	})
+}
+
+func atoiT(t testing.TB, s string) int {
+	t.Helper()
+	n, err := strconv.Atoi(s)
+	require.NoError(t, err, "stat %q", s)
+	return n
+}
+
+// silentServer accepts connections and never answers.
+func silentServer(t testing.TB) bmemBackend {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	done := make(chan struct{})
+	var conns []net.Conn
+	go func() {
+		defer close(done)
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			conns = append(conns, c)
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		<-done
+		for _, c := range conns {
+			c.Close()
+		}
+	})
+	return bmemBackend{name: "silent", host: "127.0.0.1", port: l.Addr().(*net.TCPAddr).Port}
+}
+
+func TestBmemTimeouts(t *testing.T) {
+	b := silentServer(t)
+	tests := []struct {
+		name    string
+		bucket  string
+		timeout time.Duration // the request's deadline
+		want    string
+	}{
+		{"bucket timeout", `{ timeout = 100 }`, 10 * time.Second, "bmemcached: " + b.addr() + ": timeout"},
+		{"request deadline stops a hung call", `{}`, 150 * time.Millisecond, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newBmemVM(t, nil)
+			code := strings.NewReplacer("$HOST", b.host, "$PORT", strconv.Itoa(b.port), "$BUCKET", tt.bucket).Replace(`
+				local ses = require("resty.bmemcached").cluster{host = "$HOST", port = $PORT}:bucket($BUCKET):session()
+				ses:get("k")`)
+			ctx := &fasthttp.RequestCtx{}
+			v.vm.Bind(&Request{Ctx: ctx, Phase: PhaseContent, Start: time.Now()})
+			start := time.Now()
+			err := v.vm.Run(compile(t, "x", code), tt.timeout)
+			v.vm.End()
+			require.Error(t, err)
+			assert.Less(t, time.Since(start), 2*time.Second)
+			if tt.want != "" {
+				assert.Contains(t, err.Error(), tt.want)
+			} else {
+				assert.ErrorIs(t, err, ErrTimeout)
+			}
+		})
+	}
+}
+
+func TestBmemMultiServerCluster(t *testing.T) {
+	a := embeddedMemcached(t, server.Config{})
+	b := embeddedMemcached(t, server.Config{})
+	v := newBmemVM(t, nil)
+	code := strings.NewReplacer("$A", a.addr(), "$B", b.addr()).Replace(`
+		local bm = require "resty.bmemcached"
+		local ses = bm.cluster({ servers = { "$A", "$B" } }):bucket():session()
+		local peers, npeers = {}, 0
+		for i = 1, 40 do
+			local w = ses:setQ("multi:" .. i, tostring(i))
+			if not peers[w.peer] then peers[w.peer] = true npeers = npeers + 1 end
+		end
+		for peer in pairs(peers) do assert(#ses:receive(peer) == 0) end
+		for i = 1, 40 do assert(ses:get("multi:" .. i).value == tostring(i)) end
+		local b = {}
+		for i = 1, 40 do b[i] = { op = 0x0c, opts = { key = "multi:" .. i } } end
+		ses:batch(b, { unacked_window = 4, thread_pool_size = 3 })
+		for i = 1, 40 do assert(b[i].result.value == tostring(i), i) end
+		ngx.say(npeers, " ", #ses:noop(), " ", #ses:stat() > 20)`)
+	out, err := v.run(t, a, code)
+	require.NoError(t, err)
+	assert.Equal(t, "2 2 true\n", out)
+	// The ring spread the keys over both servers.
+	for _, s := range []bmemBackend{a, b} {
+		assert.Greater(t, atoiT(t, serverStats(t, s)["curr_items"]), 5, s.addr())
+	}
+}
+
+func TestBmemSASLErrors(t *testing.T) {
+	b := embeddedMemcached(t, server.Config{SASLUser: "user", SASLPassword: "secret"})
+	tests := []struct {
+		name, cluster, bucket, want string
+	}{
+		{"wrong password", `user = "user", password = "nope"`, ``, "Not authenticated: " + b.addr() + ": Auth failure."},
+		{"no credentials", ``, ``, "Not authenticated"},
+		{"wrong bucket password", ``, `name = "user", password = "x"`, "Not authenticated: " + b.addr()},
+		{"right credentials", `user = "user", password = "secret"`, ``, ""},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newBmemVM(t, nil)
+			out, err := v.run(t, b, `
+				local ses = require("resty.bmemcached").cluster{host = "$HOST", port = $PORT, `+tt.cluster+`}:bucket{`+tt.bucket+`}:session()
+				ngx.print(ses:set("k", "v").header.status)`)
+			if tt.want == "" {
+				require.NoError(t, err)
+				assert.Equal(t, "No error", out)
+				return
+			}
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.want)
+		})
+	}
+}
