@@ -120,7 +120,9 @@ func waitListening(addr string, exited <-chan error) error {
 
 type exitError struct{ err error }
 
-func (e *exitError) Error() string { return "memcached exited early: " + strconv.Quote(errString(e.err)) }
+func (e *exitError) Error() string {
+	return "memcached exited early: " + strconv.Quote(errString(e.err))
+}
 
 func errString(err error) string {
 	if err == nil {
