@@ -347,7 +347,13 @@ local function clean_traceback(tb)
   return concat(out, "\n")
 end
 
+-- pending_marker is raised by pending() inside a running test.
+local pending_marker = setmetatable({}, { __tostring = function() return "pending" end })
+
 local function handler(e)
+  if e == pending_marker then
+    return { kind = "pending" }
+  end
   if type(e) == "string" and e == current_failure then
     return { kind = "fail", msg = e }
   end
@@ -395,7 +401,8 @@ local function positioned(msg, at)
 end
 
 local function report(token, kind, name, at, res)
-  native.report(token, kind, name, at, res and positioned(res.msg, res.at or at) or "", res and res.traceback or "")
+  local msg = res and res.msg and positioned(res.msg, res.at or at) or ""
+  native.report(token, kind, name, at, msg, res and res.traceback or "")
 end
 
 local finallies
@@ -515,8 +522,8 @@ local function spec_env(root, file)
 
   local function pending(name)
     if finallies then
-      -- Inside a running test: busted marks it pending; we stop it here.
-      error("pending inside a test is not supported: " .. tostring(name), 2)
+      -- Inside a running test: it stops here and counts as pending.
+      error(pending_marker, 0)
     end
     insert(current.children, { kind = "pending", name = tostring(name or "pending"), at = where() or file })
   end
@@ -528,7 +535,8 @@ local function spec_env(root, file)
     end
   end
 
-  env.describe, env.context = describe, describe
+  -- insulate/expose only matter to busted's own file isolation.
+  env.describe, env.context, env.insulate, env.expose = describe, describe, describe, describe
   env.it, env.test, env.spec = it, it, it
   env.pending = pending
   env.before_each, env.after_each = hook("before"), hook("after")

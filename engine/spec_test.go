@@ -28,15 +28,16 @@ func runSpecs(t *testing.T, opts SpecOptions) (SpecSummary, string) {
 
 func TestSpecRunnerPassingSpec(t *testing.T) {
 	sum, out := runSpecs(t, SpecOptions{Paths: []string{"spec/pass_spec.lua"}})
-	assert.Equal(t, 14, sum.Passed, out)
+	assert.Equal(t, 15, sum.Passed, out)
 	assert.Equal(t, 0, sum.Failed, out)
-	assert.Equal(t, 2, sum.Pending, out)
+	assert.Equal(t, 3, sum.Pending, out)
 	assert.Equal(t, []string{
 		"--- PENDING: outer is written later (spec/pass_spec.lua:40)",
 		"--- PENDING: outer without a body is pending (spec/pass_spec.lua:41)",
+		"--- PENDING: outer calls pending inside (spec/pass_spec.lua:42)",
 	}, linesWith(out, "PENDING"))
-	assert.Regexp(t, `(?m)^ok   spec/pass_spec.lua \(16 tests, 0 failed, 2 pending, [0-9.]+s\)$`, out)
-	assert.True(t, strings.HasSuffix(out, "2 pending\n14 passed, 0 failed\n"), out)
+	assert.Regexp(t, `(?m)^ok   spec/pass_spec.lua \(18 tests, 0 failed, 3 pending, [0-9.]+s\)$`, out)
+	assert.True(t, strings.HasSuffix(out, "3 pending\n15 passed, 0 failed\n"), out)
 }
 
 // The failures the runner must print, each exactly: the test line, then

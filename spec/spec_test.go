@@ -4,6 +4,7 @@ package spec
 
 import (
 	"bytes"
+	"fmt"
 	"net"
 	"os"
 	"os/exec"
@@ -103,7 +104,7 @@ func waitListening(addr string, exited <-chan error) error {
 	for {
 		select {
 		case err := <-exited:
-			return &exitError{err}
+			return fmt.Errorf("memcached exited early: %v", err)
 		default:
 		}
 		c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond)
@@ -116,17 +117,4 @@ func waitListening(addr string, exited <-chan error) error {
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-type exitError struct{ err error }
-
-func (e *exitError) Error() string {
-	return "memcached exited early: " + strconv.Quote(errString(e.err))
-}
-
-func errString(err error) string {
-	if err == nil {
-		return "exit status 0"
-	}
-	return err.Error()
 }
