@@ -50,6 +50,17 @@ type rmcModule struct {
 		pool *memcached.Pool
 	}
 	tlsPools map[string]*memcached.Pool
+	// scratch and vscratch are buffers for building a command and
+	// flattening a table value, lent to one call at a time; a call that
+	// re-enters (a key_transform function using another object) finds
+	// them taken and allocates.
+	scratch, vscratch []byte
+}
+
+func (m *rmcModule) take() []byte {
+	b := m.scratch
+	m.scratch = nil
+	return b[:0]
 }
 
 // rmc is one memcached object (memcached:new()).
@@ -73,9 +84,8 @@ type rmc struct {
 	pipe    []byte
 	readers []rmcOp
 
-	buf  []byte // command being built
-	vbuf []byte // a table value, flattened
-	val  memcached.TextValue
+	buf []byte // command being built (the module's scratch while it is)
+	val memcached.TextValue
 }
 
 // rmcOp says how to read a command's reply and what to return.
@@ -298,7 +308,7 @@ func (o *rmc) ioFail(err error, phase rmcPhase) string {
 	return msg
 }
 
-// send writes and flushes o.buf. ok is false after a failure, with the error
+// send writes and flushes b. ok is false after a failure, with the error
 // string.
 func (o *rmc) send(b []byte) (string, bool) {
 	if o.conn == nil {
@@ -484,12 +494,17 @@ func rmcAppendArgOr(L *lua.LState, dst []byte, n int, def string) []byte {
 // exec sends the command in o.buf and reads its reply, or queues both when
 // a pipeline is open.
 func (o *rmc) exec(L *lua.LState, op rmcOp) int {
+	b := o.buf
+	o.buf = nil
 	if o.piping {
-		o.pipe = append(o.pipe, o.buf...)
+		o.pipe = append(o.pipe, b...)
 		o.readers = append(o.readers, op)
+		o.m.scratch = b[:0]
 		return retOK(L)
 	}
-	if msg, ok := o.send(o.buf); !ok {
+	msg, ok := o.send(b)
+	o.m.scratch = b[:0]
+	if !ok {
 		return ret(L, op.sendNils(), msg)
 	}
 	return o.read(L, op)
@@ -640,13 +655,12 @@ func (o *rmc) storeCmd(L *lua.LState, cmd string, cas lua.LValue) int {
 	}
 	value := L.Get(3)
 	var data []byte
-	if s, ok := value.(lua.LString); ok {
-		o.vbuf = append(o.vbuf[:0], s...)
-	} else {
-		o.vbuf = rmcAppendValue(L, o.vbuf[:0], value, 0)
+	str, isStr := value.(lua.LString)
+	if !isStr {
+		data = rmcAppendValue(L, o.m.vscratch[:0], value, 0)
+		o.m.vscratch = nil
 	}
-	data = o.vbuf
-	b := append(o.buf[:0], cmd...)
+	b := append(o.m.take(), cmd...)
 	b = append(b, ' ')
 	b = o.appendKey(L, b, L.Get(2))
 	b = append(b, ' ')
@@ -654,13 +668,22 @@ func (o *rmc) storeCmd(L *lua.LState, cmd string, cas lua.LValue) int {
 	b = append(b, ' ')
 	b = rmcAppendArgOr(L, b, argExp, "0")
 	b = append(b, ' ')
-	b = strconv.AppendInt(b, int64(len(data)), 10)
+	if isStr {
+		b = strconv.AppendInt(b, int64(len(str)), 10)
+	} else {
+		b = strconv.AppendInt(b, int64(len(data)), 10)
+	}
 	if cas != lua.LNil {
 		b = append(b, ' ')
 		b = rmcAppendConcat(L, b, cas)
 	}
 	b = append(b, "\r\n"...)
-	b = append(b, data...)
+	if isStr {
+		b = append(b, str...)
+	} else {
+		b = append(b, data...)
+		o.m.vscratch = data[:0]
+	}
 	b = append(b, "\r\n"...)
 	o.buf = b
 	return o.exec(L, rmcStore)
@@ -698,7 +721,7 @@ func (m *rmcModule) get(L *lua.LState, withCAS bool) int {
 	if o == nil {
 		return ret(L, op.readNils(), "not initialized")
 	}
-	b := append(o.buf[:0], cmd...)
+	b := append(o.m.take(), cmd...)
 	if multi {
 		n := keys.Len()
 		if n == 0 {
@@ -724,7 +747,7 @@ func (m *rmcModule) touch(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	b := append(o.buf[:0], "touch "...)
+	b := append(o.m.take(), "touch "...)
 	b = o.appendKey(L, b, L.Get(2))
 	b = append(b, ' ')
 	b = rmcAppendConcat(L, b, L.Get(3))
@@ -738,7 +761,7 @@ func (m *rmcModule) flushAll(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	b := append(o.buf[:0], "flush_all"...)
+	b := append(o.m.take(), "flush_all"...)
 	if t := L.Get(2); lua.LVAsBool(t) {
 		b = append(b, ' ')
 		b = rmcAppendConcat(L, b, t)
@@ -753,7 +776,7 @@ func (m *rmcModule) delete(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	b := append(o.buf[:0], "delete "...)
+	b := append(o.m.take(), "delete "...)
 	b = o.appendKey(L, b, L.Get(2))
 	o.buf = append(b, "\r\n"...)
 	return o.exec(L, rmcDelete)
@@ -765,7 +788,7 @@ func (m *rmcModule) incr(L *lua.LState, cmd string) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	b := append(o.buf[:0], cmd...)
+	b := append(o.m.take(), cmd...)
 	b = append(b, ' ')
 	b = o.appendKey(L, b, L.Get(2))
 	b = append(b, ' ')
@@ -780,7 +803,7 @@ func (m *rmcModule) stats(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	b := append(o.buf[:0], "stats"...)
+	b := append(o.m.take(), "stats"...)
 	if a := L.Get(2); lua.LVAsBool(a) {
 		b = append(b, ' ')
 		b = rmcAppendConcat(L, b, a)
@@ -795,7 +818,7 @@ func (m *rmcModule) version(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	o.buf = append(o.buf[:0], "version\r\n"...)
+	o.buf = append(o.m.take(), "version\r\n"...)
 	return o.exec(L, rmcVersion)
 }
 
@@ -805,7 +828,7 @@ func (m *rmcModule) quit(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	o.buf = append(o.buf[:0], "quit\r\n"...)
+	o.buf = append(o.m.take(), "quit\r\n"...)
 	return o.exec(L, rmcQuit)
 }
 
@@ -815,7 +838,7 @@ func (m *rmcModule) verbosity(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	b := append(o.buf[:0], "verbosity "...)
+	b := append(o.m.take(), "verbosity "...)
 	b = rmcAppendConcat(L, b, L.Get(2))
 	o.buf = append(b, "\r\n"...)
 	return o.exec(L, rmcVerbosity)
