@@ -136,6 +136,10 @@ func RunSpecsSummary(opts SpecOptions) (SpecSummary, error) {
 			MaxIdleConnDuration:           5 * time.Second,
 		},
 	}
+	if r.tmp, err = os.MkdirTemp("", "luaserve-spec-"); err != nil {
+		return sum, err
+	}
+	defer os.RemoveAll(r.tmp) //nolint:errcheck // best effort
 	e, err := r.start(files)
 	if err != nil {
 		return sum, err
@@ -144,7 +148,6 @@ func RunSpecsSummary(opts SpecOptions) (SpecSummary, error) {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
 		e.Shutdown(ctx, false) //nolint:errcheck // the run is over
-		os.RemoveAll(r.tmp)    //nolint:errcheck // best effort
 	}()
 	for _, f := range files {
 		r.runFile(f, out, &sum)
@@ -280,11 +283,6 @@ type specRun struct {
 // start writes the config and starts an engine on it. Ports are picked
 // free, then bound by the engine: one taken in the meantime is retried.
 func (r *specRunner) start(files []specFile) (*Engine, error) {
-	tmp, err := os.MkdirTemp("", "luaserve-spec-")
-	if err != nil {
-		return nil, err
-	}
-	r.tmp = tmp
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
 		embedded := ""
@@ -310,7 +308,7 @@ func (r *specRunner) start(files []specFile) (*Engine, error) {
 			return nil, err
 		}
 		listen := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		conf := filepath.Join(tmp, "nginx.conf")
+		conf := filepath.Join(r.tmp, "nginx.conf")
 		if err := os.WriteFile(conf, []byte(r.config(files, listen, embedded)), 0o644); err != nil {
 			return nil, err
 		}
@@ -324,7 +322,6 @@ func (r *specRunner) start(files []specFile) (*Engine, error) {
 			},
 		})
 		if err != nil {
-			os.RemoveAll(tmp) //nolint:errcheck // best effort
 			return nil, err
 		}
 		if err := e.Start(); err != nil {
@@ -340,7 +337,6 @@ func (r *specRunner) start(files []specFile) (*Engine, error) {
 		r.addr = addrs[0]
 		return e, nil
 	}
-	os.RemoveAll(tmp) //nolint:errcheck // best effort
 	return nil, lastErr
 }
 

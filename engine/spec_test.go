@@ -154,6 +154,27 @@ func TestSpecRunnerErrors(t *testing.T) {
 	assert.ErrorContains(t, err, `memcached address "nonsense"`)
 }
 
+// A snippet that does not load fails the run with its file:line, and a
+// given memcached is what the specs are told about.
+func TestSpecRunnerSnippetErrorsAndMemcachedAddress(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.Mkdir(filepath.Join(dir, "spec"), 0o755))
+	spec := filepath.Join(dir, "spec/m_spec.lua")
+	require.NoError(t, os.WriteFile(spec, []byte(`
+		it("sees the memcached it was given", function()
+			assert.are.equal("127.0.0.1", SPEC_MEMCACHED_HOST)
+			assert.are.equal(1, SPEC_MEMCACHED_PORT)
+		end)`), 0o644))
+	sum, out := runSpecs(t, SpecOptions{Prefix: dir, Memcached: "127.0.0.1:1"})
+	assert.Equal(t, 1, sum.Passed, out)
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "spec/m_spec.conf"), []byte("location /m {\n\tno_such_directive on;\n}\n"), 0o644))
+	_, _, err := RunSpecs(SpecOptions{Prefix: dir})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "no_such_directive")
+	assert.Contains(t, err.Error(), "m_spec.conf:2")
+}
+
 func linesWith(s, sub string) []string {
 	var out []string
 	for _, l := range strings.Split(s, "\n") {
