@@ -15,6 +15,12 @@ const (
 	wireAuthContinue memcached.Status = 0x21
 )
 
+// maxBinaryHead: memcached reads header, extras and key into its fixed
+// 16 KiB read buffer; when a request's head does not fit it sends what it
+// owes and hangs up without a reply (measured: 16382 bytes is the most it
+// takes).
+const maxBinaryHead = readBufSize - 2
+
 // maxSASLMech is memcached's MAX_SASL_MECH_LEN.
 const maxSASLMech = 32
 
@@ -64,6 +70,9 @@ func (c *conn) binaryStep() (action, bool) {
 	// memcached consumes header, extras and key together before looking at
 	// the request, whatever bodylen says.
 	n := memcached.HeaderLen + int(h.extlen) + int(h.keylen)
+	if n > maxBinaryHead {
+		return actQuit, false
+	}
 	if len(avail) < n {
 		return actMore, false
 	}

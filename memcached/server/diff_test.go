@@ -137,6 +137,10 @@ func textCases() []wireCase {
 			s("set k 0 0 " + strconv.Itoa(maxValue1) + "\r\n" + big + "\r\nset k 1 0 " + strconv.Itoa(maxValue1-3) + "\r\n" + big[3:] + "\r\nget q\r\n"),
 			s("add k 0 0 " + strconv.Itoa(maxValue1+1) + " noreply\r\n" + big + "x\r\nappend k 0 0 1\r\nx\r\nget q\r\n"),
 		}},
+		{name: "item size 2m", flags: []string{"-I", "2m", "-m", "8"}, steps: []step{
+			s("set k 0 0 " + strconv.Itoa(2<<20-60) + "\r\n" + strings.Repeat("y", 2<<20-60) + "\r\nset k 0 0 " + strconv.Itoa(2<<20-59) + "\r\n" + strings.Repeat("y", 2<<20-59) + "\r\n"),
+			s("stats\r\nstats settings\r\n"),
+		}},
 		{name: "hostile length", steps: []step{
 			s("set k 0 0 999999999999\r\nabc\r\nset k 0 0 4294967297\r\nx\r\n"),
 			s("get a\r\nset k 0 0 99999999\r\nabc"),
@@ -340,6 +344,8 @@ func protocolErrorCases() []wireCase {
 		"get extras":         breq(memcached.OpGet, "abc", []byte("1234"), ""),
 		"get empty key":      breq(memcached.OpGet, "", nil, ""),
 		"key 251":            breq(memcached.OpGet, key(251), nil, ""),
+		"key 16000":          breq(memcached.OpGet, key(16000), nil, ""),
+		"key 20000":          breq(memcached.OpGet, key(20000), nil, ""),
 		"set no extras":      breq(memcached.OpSet, "k", nil, "v"),
 		"set empty key":      breq(memcached.OpSet, "", setExtras(0, 0), "v"),
 		"version body":       breq(memcached.OpVersion, "x", nil, ""),
