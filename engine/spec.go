@@ -58,6 +58,8 @@ type SpecOptions struct {
 	ErrorLog io.Writer
 	// Timeout bounds each spec file (default DefaultSpecTimeout).
 	Timeout time.Duration
+	// Verbose prints a line for every passing test too.
+	Verbose bool
 }
 
 // SpecResult is the outcome of one test (or of a file that could not run).
@@ -414,6 +416,9 @@ func (r *specRunner) runFile(f specFile, out io.Writer, sum *SpecSummary) {
 		switch res.Kind {
 		case "pass":
 			passed++
+			if r.opts.Verbose {
+				fmt.Fprintf(out, "--- PASS: %s (%s)\n", res.Name, res.At)
+			}
 			continue
 		case "pending":
 			pending++

@@ -136,9 +136,10 @@ func TestSpecRunnerDirectoryAndSnippets(t *testing.T) {
 	assert.True(t, ib >= 0 && ia > ib, "files run in sorted order:\n%s", out)
 	assert.True(t, strings.HasSuffix(out, "\n3 passed, 0 failed\n"), out)
 
-	// One file alone brings only its own snippets.
-	sum, out = runSpecs(t, SpecOptions{Prefix: dir, Paths: []string{filepath.Join(dir, "spec/b_spec.lua")}})
+	// One file alone (an absolute path too) brings only its own snippets.
+	sum, out = runSpecs(t, SpecOptions{Prefix: dir, Paths: []string{filepath.Join(dir, "spec/b_spec.lua")}, Verbose: true})
 	assert.Equal(t, 1, sum.Passed, out)
+	assert.Contains(t, out, "--- PASS: b (spec/b_spec.lua:1)\n")
 }
 
 func TestSpecRunnerErrors(t *testing.T) {
