@@ -511,7 +511,7 @@ func (m *bmem) result(L *lua.LState, resp *memcached.Response) *lua.LTable {
 func (m *bmem) header(L *lua.LState, resp *memcached.Response) *lua.LTable {
 	cas := L.CreateTable(8, 0)
 	for i := 0; i < 8; i++ {
-		cas.RawSetInt(i+1, lua.LNumber(byte(resp.CAS>>(56-8*i))))
+		cas.RawSetInt(i+1, bmemByteLV[byte(resp.CAS>>(56-8*i))])
 	}
 	h := L.CreateTable(0, 5)
 	h.RawSetString("opaque", lua.LNumber(resp.Opaque))
@@ -521,6 +521,15 @@ func (m *bmem) header(L *lua.LState, resp *memcached.Response) *lua.LTable {
 	h.RawSetString("type", lua.LNumber(resp.DataType))
 	return h
 }
+
+// bmemByteLV are the numbers 0-255 as Lua values, boxed once: a float64
+// in an interface allocates, and every result carries eight CAS bytes.
+var bmemByteLV = func() (t [256]lua.LValue) {
+	for i := range t {
+		t[i] = lua.LNumber(i)
+	}
+	return t
+}()
 
 func bmemIsCounterOp(op memcached.Opcode) bool {
 	switch op {
