@@ -35,6 +35,17 @@ describe("ngx.var", function()
       res.body)
   end)
 
+  it("reads cookies, the body's type and length, and the query string", function()
+    local res = spec_http.post("/core/more-var?q=1", "abc", {
+      headers = { Cookie = "a=1; b=two", ["Content-Type"] = "text/plain" },
+    })
+    assert.are.equal("two|nil|text/plain|3|q=1\n", res.body)
+  end)
+
+  it("follows ngx.req.set_uri_args", function()
+    assert.are.equal("a=x%20y|x%20y\n", get("/core/set-args?old=1").body)
+  end)
+
   it("numbers the captures of a regex location", function()
     assert.are.equal("abc|42|nil\n", get("/core/cap/abc/42").body)
   end)
@@ -66,6 +77,10 @@ describe("ngx.exit, ngx.redirect and ngx.exec", function()
 
   it("ends the handler even inside pcall", function()
     assert.are.equal("before\n", get("/core/exit-in-pcall").body)
+  end)
+
+  it("drops output after ngx.eof", function()
+    assert.are.equal("sent\n", get("/core/eof").body)
   end)
 
   it("redirects", function()
@@ -102,6 +117,13 @@ describe("ngx.req", function()
     })
     assert.are.equal(200, res.status)
     assert.are.equal("POST|1.1|t|t|false\na=1&b=x%20y\n1|x y\n", res.body)
+  end)
+
+  it("returns the raw request header", function()
+    local body = get("/core/raw?x=1", { headers = { ["X-Raw"] = "r" } }).body
+    assert.matches("^GET /core/raw%?x=1 HTTP/1%.1\r\n", body)
+    assert.matches("\r\nX%-Raw: r\r\n", body)
+    assert.matches("\r\n\r\n$", body)
   end)
 
   it("sets and clears request headers", function()
