@@ -1,6 +1,7 @@
 package server
 
 import (
+	"encoding/binary"
 	"regexp"
 	"strconv"
 	"strings"
@@ -59,14 +60,9 @@ func lastBinCAS(prev []string) uint64 {
 	for _, p := range prev {
 		bs := []byte(p)
 		for len(bs) >= memcached.HeaderLen {
-			bl := int(uint32(bs[8])<<24 | uint32(bs[9])<<16 | uint32(bs[10])<<8 | uint32(bs[11]))
-			if c := uint64(0); true {
-				for i := 16; i < 24; i++ {
-					c = c<<8 | uint64(bs[i])
-				}
-				if c != 0 {
-					cas = c
-				}
+			bl := int(binary.BigEndian.Uint32(bs[8:]))
+			if c := binary.BigEndian.Uint64(bs[16:]); c != 0 {
+				cas = c
 			}
 			if len(bs) < memcached.HeaderLen+bl {
 				break
@@ -136,6 +132,9 @@ func textCases() []wireCase {
 			s("set k 0 0 1\r\nv\r\nset k 0 0 " + strconv.Itoa(maxValue1+1) + "\r\n" + big + "x\r\nget k\r\n"),
 			s("set k 0 0 " + strconv.Itoa(maxValue1) + "\r\n" + big + "\r\nset k 1 0 " + strconv.Itoa(maxValue1-3) + "\r\n" + big[3:] + "\r\nget q\r\n"),
 			s("add k 0 0 " + strconv.Itoa(maxValue1+1) + " noreply\r\n" + big + "x\r\nappend k 0 0 1\r\nx\r\nget q\r\n"),
+		}},
+		{name: "incr chunked value", steps: []step{
+			s("set n 0 0 524228\r\n5" + strings.Repeat(" ", 524227) + "\r\nincr n 1\r\nset n 0 0 524229\r\n5" + strings.Repeat(" ", 524228) + "\r\nincr n 1\r\n"),
 		}},
 		{name: "item size 2m", flags: []string{"-I", "2m", "-m", "8"}, steps: []step{
 			s("set k 0 0 " + strconv.Itoa(2<<20-60) + "\r\n" + strings.Repeat("y", 2<<20-60) + "\r\nset k 0 0 " + strconv.Itoa(2<<20-59) + "\r\n" + strings.Repeat("y", 2<<20-59) + "\r\n"),

@@ -68,7 +68,7 @@ type Server struct {
 	pid     int
 
 	mu     sync.Mutex
-	lns    map[net.Listener]struct{}
+	lns    []net.Listener
 	conns  map[*conn]struct{}
 	closed bool
 	wg     sync.WaitGroup
@@ -94,7 +94,6 @@ func New(cfg Config) (*Server, error) {
 		st:      newStore(cfg.maxBytes(), cfg.maxItemSize(), nil),
 		started: time.Now(),
 		pid:     os.Getpid(),
-		lns:     make(map[net.Listener]struct{}),
 		conns:   make(map[*conn]struct{}),
 		done:    make(chan struct{}),
 	}
@@ -139,7 +138,7 @@ func (s *Server) track(l net.Listener) bool {
 	if s.closed {
 		return false
 	}
-	s.lns[l] = struct{}{}
+	s.lns = append(s.lns, l)
 	return true
 }
 
@@ -214,10 +213,10 @@ func (s *Server) connID() int {
 func (s *Server) Addr() net.Addr {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	for l := range s.lns {
-		return l.Addr()
+	if len(s.lns) == 0 {
+		return nil
 	}
-	return nil
+	return s.lns[0].Addr()
 }
 
 // Close stops accepting, closes every connection and waits for the server's
@@ -231,7 +230,7 @@ func (s *Server) Close() error {
 	}
 	s.closed = true
 	close(s.done)
-	for l := range s.lns {
+	for _, l := range s.lns {
 		l.Close()
 	}
 	for c := range s.conns {

@@ -291,7 +291,7 @@ func (c *conn) connsStats() []stat {
 	defer s.mu.Unlock()
 	var list []stat
 	lid := firstConnID - 1
-	for l := range s.lns {
+	for _, l := range s.lns {
 		p := strconv.Itoa(lid) + ":"
 		list = append(list, stat{p + "addr", addrString(l.Addr())}, stat{p + "state", "conn_listening"},
 			stat{p + "secs_since_last_cmd", since(s.started.Unix())})

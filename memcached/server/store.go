@@ -492,7 +492,9 @@ func (s *store) delta(key []byte, incr bool, d uint64, cas uint64, buf []byte, h
 	if it == nil {
 		return deltaNotFound, 0, buf[:0]
 	}
-	if len(it.value) == 0 {
+	// memcached cannot parse empty values, nor values big enough to be
+	// stored in chunks (over half the item size limit).
+	if len(it.value) == 0 || it.size > s.maxItem/2 {
 		return deltaNonNumeric, 0, buf[:0]
 	}
 	if cas != 0 && it.cas != cas {

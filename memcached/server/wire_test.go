@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -9,7 +8,6 @@ import (
 	"net"
 	"os"
 	"regexp"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -186,14 +184,6 @@ func normBinary(b []byte) string {
 	return sb.String()
 }
 
-// freePortAddr is a loopback address with a port free a moment ago.
-func freePortAddr(t testing.TB) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	require.NoError(t, err)
-	defer l.Close()
-	return l.Addr().String()
-}
-
 func startEmbedded(t testing.TB, cfg Config) *Server {
 	t.Helper()
 	if cfg.Addr == "" {
@@ -213,11 +203,7 @@ func dial(t testing.TB, addr string) net.Conn {
 	return c
 }
 
-func itoa(v int64) string { return strconv.FormatInt(v, 10) }
-
 func haveBinary(path string) bool {
 	_, err := os.Stat(path)
 	return err == nil
 }
-
-var _ = bytes.Equal
