@@ -101,3 +101,75 @@ func TestHotPathAllocs(t *testing.T) {
 		})
 	}
 }
+
+// trickleConn hands out its input one byte per Read.
+type trickleConn struct{ memConn }
+
+func (t *trickleConn) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return t.r.Read(p)
+}
+
+// TestFragmentedInput checks the parser's resumption: a conversation read
+// one byte at a time gets the same replies as one read at once.
+func TestFragmentedInput(t *testing.T) {
+	convs := map[string][]byte{
+		"text": []byte("set a 1 0 3\r\nabc\r\nget a b\r\nincr a 1\r\nset n 0 0 2\r\n10\r\nincr n 5\r\ndecr n 100\r\n" +
+			"gets n\r\nappend n 0 0 1\r\n7\r\ndelete a\r\ntouch n 10\r\nset b 0 0 2\r\nxyz\r\nversion\r\n" +
+			"set big 0 0 2000000\r\n" + string(make([]byte, 2000002)) + "flush_all\r\nget n\r\nquit\r\n"),
+		"binary": pkts(breq(memcached.OpSet, "k", setExtras(5, 0), "hello"), breq(memcached.OpGetK, "k", nil, ""),
+			breq(memcached.OpAppendQ, "k", nil, "!"), breq(memcached.OpIncrement, "n", incrExtras(1, 7, 0), ""),
+			breq(memcached.OpSet, "big", setExtras(0, 0), string(make([]byte, 1<<20))), breq(memcached.OpVerbosity, "", nil, ""),
+			breq(memcached.OpNoop, "", nil, ""), breq(memcached.OpGet, "k", nil, ""), breq(memcached.OpStat, "settings", nil, ""),
+			breq(memcached.OpQuit, "", nil, "")),
+	}
+	for name, in := range convs {
+		t.Run(name, func(t *testing.T) {
+			outputs := make([]string, 2)
+			for i, trickle := range []bool{false, true} {
+				s, err := New(Config{})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var rec recordConn
+				rec.r = bytes.NewReader(in)
+				rec.trickle = trickle
+				newConn(s, &rec).serve()
+				s.Close()
+				outputs[i] = normMasked(rec.out.Bytes(), name == "binary")
+			}
+			if outputs[0] != outputs[1] {
+				t.Fatalf("replies differ:\nwhole:   %q\ntrickle: %q", outputs[0], outputs[1])
+			}
+			if len(outputs[0]) < 100 {
+				t.Fatalf("suspiciously short output %q", outputs[0])
+			}
+		})
+	}
+}
+
+// recordConn keeps what is written; with trickle set it reads one byte at
+// a time.
+type recordConn struct {
+	memConn
+	trickle bool
+	out     bytes.Buffer
+}
+
+func (r *recordConn) Read(p []byte) (int, error) {
+	if r.trickle && len(p) > 1 {
+		p = p[:1]
+	}
+	return r.r.Read(p)
+}
+
+func (r *recordConn) Write(p []byte) (int, error) { return r.out.Write(p) }
+
+func normMasked(b []byte, bin bool) string {
+	if bin {
+		return normBinary(b)
+	}
+	return normText(b)
+}
