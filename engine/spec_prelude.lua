@@ -19,15 +19,18 @@ local concat, sort, insert = table.concat, table.sort, table.insert
 local PRELUDE = debug.getinfo(1, "S").source
 
 -- where returns "file:line" of the innermost frame that belongs to the
--- spec (or a module it calls), skipping this prelude and Go functions, so a
--- failed assertion points at the line that made it.
+-- spec (or a module it calls), skipping this prelude, Go functions and the
+-- runner's chunk, so a failed assertion points at the line that made it.
+-- nil (after a tail call dropped the spec's frame) lets the caller fall
+-- back to the test's own line.
 local function where()
   for level = 2, 64 do
     local info = debug.getinfo(level, "Sl")
     if not info then
       return nil
     end
-    if info.source ~= PRELUDE and info.what ~= "G" and info.what ~= "C" and (info.currentline or 0) > 0 then
+    if info.source ~= PRELUDE and info.what ~= "G" and info.what ~= "C" and (info.currentline or 0) > 0
+      and not sfind(info.source, "^content_by_lua%(nginx%.conf:") then
       return info.source .. ":" .. info.currentline
     end
   end
@@ -271,14 +274,18 @@ local function extend(c, key)
     elseif noise[w] then
       i = i + 1
     else
-      error("luassert: unknown assertion or modifier '" .. key .. "'", 3)
+      local at = where()
+      error((at and at .. ": " or "") .. "luassert: unknown assertion or modifier '" .. key .. "'", 0)
     end
   end
   return chain(neg, name)
 end
 
+-- No tail calls here or below: a tail call drops the spec's frame, and
+-- where() could no longer find the line that misused the chain.
 chain_mt.__index = function(c, key)
-  return extend(c, key)
+  local next_ = extend(c, key)
+  return next_
 end
 
 chain_mt.__call = function(c, ...)
@@ -304,7 +311,8 @@ end
 -- assert is also Lua's assert: assert(v, msg) returns its arguments.
 local assert = setmetatable({}, {
   __index = function(_, key)
-    return extend(chain(false, nil), key)
+    local c = extend(chain(false, nil), key)
+    return c
   end,
   __call = function(_, v, msg, ...)
     if not v then
@@ -492,7 +500,8 @@ local function spec_env(root, file)
 
   local function check_fn(what, fn)
     if type(fn) ~= "function" then
-      error(what .. " expects a function, got " .. format(fn), 3)
+      local at = where()
+      error((at and at .. ": " or "") .. what .. " expects a function, got " .. format(fn), 0)
     end
   end
 

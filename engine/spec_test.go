@@ -28,7 +28,7 @@ func runSpecs(t *testing.T, opts SpecOptions) (SpecSummary, string) {
 
 func TestSpecRunnerPassingSpec(t *testing.T) {
 	sum, out := runSpecs(t, SpecOptions{Paths: []string{"spec/pass_spec.lua"}})
-	assert.Equal(t, 15, sum.Passed, out)
+	assert.Equal(t, 16, sum.Passed, out)
 	assert.Equal(t, 0, sum.Failed, out)
 	assert.Equal(t, 3, sum.Pending, out)
 	assert.Equal(t, []string{
@@ -36,8 +36,8 @@ func TestSpecRunnerPassingSpec(t *testing.T) {
 		"--- PENDING: outer without a body is pending (spec/pass_spec.lua:41)",
 		"--- PENDING: outer calls pending inside (spec/pass_spec.lua:42)",
 	}, linesWith(out, "PENDING"))
-	assert.Regexp(t, `(?m)^ok   spec/pass_spec.lua \(18 tests, 0 failed, 3 pending, [0-9.]+s\)$`, out)
-	assert.True(t, strings.HasSuffix(out, "3 pending\n15 passed, 0 failed\n"), out)
+	assert.Regexp(t, `(?m)^ok   spec/pass_spec.lua \(19 tests, 0 failed, 3 pending, [0-9.]+s\)$`, out)
+	assert.True(t, strings.HasSuffix(out, "3 pending\n16 passed, 0 failed\n"), out)
 }
 
 // The failures the runner must print, each exactly: the test line, then
@@ -45,7 +45,7 @@ func TestSpecRunnerPassingSpec(t *testing.T) {
 func TestSpecRunnerReportsFailuresWithFileAndLine(t *testing.T) {
 	sum, out := runSpecs(t, SpecOptions{Paths: []string{"spec/fail_spec.lua"}})
 	assert.Equal(t, 2, sum.Passed, out)
-	assert.Equal(t, 12, sum.Failed, out)
+	assert.Equal(t, 14, sum.Failed, out)
 	assert.Equal(t, 2, sum.Pending, out)
 	for _, want := range []string{
 		"--- FAIL: failures reports an assertion at its line (spec/fail_spec.lua:3)\nspec/fail_spec.lua:4: expected 1, got 2\n",
@@ -64,21 +64,23 @@ func TestSpecRunnerReportsFailuresWithFileAndLine(t *testing.T) {
 		"--- FAIL: a failing setup fails every test below it (spec/fail_spec.lua:67)\nspec/fail_spec.lua:64: no fixture\n",
 		"--- PENDING: a failing setup but keeps pending ones pending (spec/fail_spec.lua:68)\n",
 		"--- FAIL: a failing teardown teardown (spec/fail_spec.lua:71)\nspec/fail_spec.lua:73: cleanup broke\n",
+		"--- FAIL: misuse names an unknown assertion (spec/fail_spec.lua:80)\nspec/fail_spec.lua:81: luassert: unknown assertion or modifier 'is_bogus'\n",
+		"--- FAIL: (file body) (spec/fail_spec.lua)\nspec/fail_spec.lua:85: it expects a function, got \"not a function\"\n",
 	} {
 		assert.Contains(t, out, want)
 	}
 	assert.NotContains(t, out, "spec_prelude.lua", "the prelude's frames are hidden")
 	assert.NotContains(t, out, "content_by_lua(", "the runner's chunk is hidden")
-	assert.Regexp(t, `(?m)^FAIL spec/fail_spec.lua \(16 tests, 12 failed, 2 pending, [0-9.]+s\)$`, out)
-	assert.True(t, strings.HasSuffix(out, "\n2 passed, 12 failed\n"), out)
+	assert.Regexp(t, `(?m)^FAIL spec/fail_spec.lua \(18 tests, 14 failed, 2 pending, [0-9.]+s\)$`, out)
+	assert.True(t, strings.HasSuffix(out, "\n2 passed, 14 failed\n"), out)
 
 	var kinds []string
 	for _, r := range sum.Results {
 		kinds = append(kinds, r.Kind)
 		assert.Equal(t, "spec/fail_spec.lua", r.File)
 	}
-	assert.Equal(t, []string{"fail", "fail", "fail", "fail", "error", "error", "fail", "fail", "pending",
-		"error", "error", "error", "pending", "error"}, kinds)
+	assert.Equal(t, []string{"error", "fail", "fail", "fail", "fail", "error", "error", "fail", "fail", "pending",
+		"error", "error", "error", "pending", "error", "error"}, kinds)
 }
 
 func TestSpecRunnerAbortedFiles(t *testing.T) {

@@ -75,3 +75,11 @@ describe("a failing teardown", function()
 
   it("passes on its own", function() end)
 end)
+
+describe("misuse", function()
+  it("names an unknown assertion", function()
+    assert.is_bogus(1)
+  end)
+end)
+
+it("takes a function", "not a function")
