@@ -56,7 +56,9 @@ type SpecOptions struct {
 	// ErrorLog, when set, receives the engine's whole error log; either way
 	// a failing file's [error] lines are printed after its failures.
 	ErrorLog io.Writer
-	// Timeout bounds each spec file (default DefaultSpecTimeout).
+	// Timeout bounds each spec file (default DefaultSpecTimeout). It is the
+	// server's lua_request_timeout, so snippet locations inherit it unless
+	// they set their own.
 	Timeout time.Duration
 	// Verbose prints a line for every passing test too.
 	Verbose bool
@@ -87,9 +89,14 @@ type SpecSummary struct {
 // config that starts the embedded memcached (unless opts.Memcached names
 // one), includes each spec's snippets (x_spec.conf inside the server block,
 // x_spec.http.conf inside http), and runs every file as one request, so the
-// whole ngx API is live. It prints each failure with file:line and ends Out
-// with "N passed, M failed". err is set only when the specs could not run at
-// all (no spec files, a config that does not load).
+// whole ngx API is live. Files run one after the other, in path order; a
+// VM may serve several files, but globals a spec sets and modules it
+// requires are dropped after its file. It prints each failure with
+// file:line and ends Out with "N passed, M failed". err is set only when the
+// specs could not run at all (no spec files, a config that does not load).
+//
+// The generated config lives in a temporary directory, so an include inside
+// a snippet resolves against that directory unless its path is absolute.
 func RunSpecs(opts SpecOptions) (passed, failed int, err error) {
 	s, err := RunSpecsSummary(opts)
 	return s.Passed, s.Failed, err
