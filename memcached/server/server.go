@@ -124,7 +124,6 @@ func Start(cfg Config) (*Server, error) {
 		l.Close()
 		return nil, ErrServerClosed
 	}
-	s.wg.Add(1)
 	go func() {
 		defer s.wg.Done()
 		s.serve(l) //nolint:errcheck // ends with Close
@@ -132,6 +131,8 @@ func Start(cfg Config) (*Server, error) {
 	return s, nil
 }
 
+// track registers a listener and counts its accept loop in s.wg; the loop
+// must call s.wg.Done when it ends.
 func (s *Server) track(l net.Listener) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -139,15 +140,17 @@ func (s *Server) track(l net.Listener) bool {
 		return false
 	}
 	s.lns = append(s.lns, l)
+	s.wg.Add(1)
 	return true
 }
 
 // Serve accepts connections on l until Close; it always returns a non-nil
-// error, ErrServerClosed after Close.
+// error, ErrServerClosed after Close. Close waits for Serve to return.
 func (s *Server) Serve(l net.Listener) error {
 	if !s.track(l) {
 		return ErrServerClosed
 	}
+	defer s.wg.Done()
 	return s.serve(l)
 }
 
@@ -161,13 +164,15 @@ func (s *Server) serve(l net.Listener) error {
 				return ErrServerClosed
 			default:
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				delay = min(max(delay*2, 5*time.Millisecond), time.Second)
-				time.Sleep(delay)
-				continue
+			if errors.Is(err, net.ErrClosed) {
+				return err
 			}
-			return err
+			// Out of file descriptors and the like: back off and retry,
+			// as memcached keeps its listener through them.
+			s.logf("memcached/server: accept: %v", err)
+			delay = min(max(delay*2, 5*time.Millisecond), time.Second)
+			time.Sleep(delay)
+			continue
 		}
 		delay = 0
 		c := newConn(s, nc)
