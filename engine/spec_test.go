@@ -28,7 +28,7 @@ func runSpecs(t *testing.T, opts SpecOptions) (SpecSummary, string) {
 
 func TestSpecRunnerPassingSpec(t *testing.T) {
 	sum, out := runSpecs(t, SpecOptions{Paths: []string{"spec/pass_spec.lua"}})
-	assert.Equal(t, 16, sum.Passed, out)
+	assert.Equal(t, 17, sum.Passed, out)
 	assert.Equal(t, 0, sum.Failed, out)
 	assert.Equal(t, 3, sum.Pending, out)
 	assert.Equal(t, []string{
@@ -36,8 +36,8 @@ func TestSpecRunnerPassingSpec(t *testing.T) {
 		"--- PENDING: outer without a body is pending (spec/pass_spec.lua:41)",
 		"--- PENDING: outer calls pending inside (spec/pass_spec.lua:42)",
 	}, linesWith(out, "PENDING"))
-	assert.Regexp(t, `(?m)^ok   spec/pass_spec.lua \(19 tests, 0 failed, 3 pending, [0-9.]+s\)$`, out)
-	assert.True(t, strings.HasSuffix(out, "3 pending\n16 passed, 0 failed\n"), out)
+	assert.Regexp(t, `(?m)^ok   spec/pass_spec.lua \(20 tests, 0 failed, 3 pending, [0-9.]+s\)$`, out)
+	assert.True(t, strings.HasSuffix(out, "3 pending\n17 passed, 0 failed\n"), out)
 }
 
 // The failures the runner must print, each exactly: the test line, then
@@ -176,6 +176,38 @@ func TestSpecRunnerSnippetErrorsAndMemcachedAddress(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "no_such_directive")
 	assert.Contains(t, err.Error(), "m_spec.conf:2")
+}
+
+func TestSpecHelpers(t *testing.T) {
+	log := "2026/01/02 03:04:05 [notice] 1#0: started\n" +
+		"2026/01/02 03:04:05 [error] 1#0: *1 lua entry thread aborted: boom\n" +
+		"stack traceback:\n\tx.lua:1: in main chunk, client: 127.0.0.1\n" +
+		"2026/01/02 03:04:05 [warn] 1#0: *1 something\n" +
+		"2026/01/02 03:04:05 [crit] 1#0: worse\n"
+	assert.Equal(t, "\t2026/01/02 03:04:05 [error] 1#0: *1 lua entry thread aborted: boom\n"+
+		"\tstack traceback:\n\t\tx.lua:1: in main chunk, client: 127.0.0.1\n"+
+		"\t2026/01/02 03:04:05 [crit] 1#0: worse\n", errorLines([]byte(log)))
+	assert.Equal(t, "", errorLines(nil))
+	many := strings.Repeat("2026/01/02 03:04:05 [error] 1#0: x\n", 50)
+	assert.Equal(t, 41, strings.Count(errorLines([]byte(many)), "\n"), "at most 40 lines and an ellipsis")
+
+	cases := []struct{ in, want string }{
+		{`/a/b`, `"/a/b"`},
+		{`/a b/"q"\x`, `"/a b/\"q\"\\x"`},
+	}
+	for _, c := range cases {
+		assert.Equal(t, c.want, confQuote(c.in))
+	}
+
+	for _, c := range []struct{ src, want string }{
+		{"local = 1", "x_spec.lua:1: syntax error near '='"},
+		{"\n\nif x then", "x_spec.lua: syntax error at EOF"},
+		{"x = 'unfinished", "x_spec.lua: unterminated string at EOF"},
+	} {
+		_, err := compileChunk(c.src, "x_spec.lua")
+		require.Error(t, err, c.src)
+		assert.Contains(t, err.Error(), c.want, c.src)
+	}
 }
 
 func linesWith(s, sub string) []string {
