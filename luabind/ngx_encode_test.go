@@ -62,6 +62,7 @@ func newNgxtState(t testing.TB, clock Clock) *ngxtState {
 	s := &ngxtState{L: lua.NewState(), out: &bytes.Buffer{}, dicts: map[string]*SharedDict{
 		"dogs": NewSharedDict("dogs", 1<<20),
 		"tiny": NewSharedDict("tiny", 12288),
+		"cats": NewSharedDict("cats", 1<<20),
 	}}
 	t.Cleanup(s.L.Close)
 	if clock == nil {
@@ -335,8 +336,8 @@ load_module %s;
 daemon off;
 master_process off;
 worker_processes 1;
-error_log %s/logs/error.log warn;
-pid %s/logs/nginx.pid;
+error_log %[3]s/logs/error.log warn;
+pid %[3]s/logs/nginx.pid;
 events { worker_connections 64; }
 http {
     access_log off;
@@ -347,11 +348,12 @@ http {
     scgi_temp_path %[3]s/tmp/scgi;
     lua_shared_dict dogs 1m;
     lua_shared_dict tiny 12k;
+    lua_shared_dict cats 1m;
     server {
-        listen %s;
-%s    }
+        listen %[4]s;
+%[5]s    }
 }
-`, ngxtNDKModule, ngxtLuaModule, prefix, prefix, addr, locs.String())
+`, ngxtNDKModule, ngxtLuaModule, prefix, addr, locs.String())
 	confPath := filepath.Join(prefix, "nginx.conf")
 	require.NoError(t, os.WriteFile(confPath, []byte(conf), 0o644))
 
@@ -359,8 +361,9 @@ http {
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	require.NoError(t, cmd.Start())
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
+	exited := make(chan struct{})
+	var waitErr error
+	go func() { waitErr = cmd.Wait(); close(exited) }()
 	t.Cleanup(func() {
 		_ = cmd.Process.Kill()
 		<-exited
@@ -374,9 +377,9 @@ http {
 			break
 		}
 		select {
-		case err := <-exited:
+		case <-exited:
 			log, _ := os.ReadFile(filepath.Join(prefix, "logs", "error.log"))
-			t.Fatalf("nginx exited: %v\nstderr: %s\nerror.log: %s", err, stderr.String(), log)
+			t.Fatalf("nginx exited: %v\nstderr: %s\nerror.log: %s", waitErr, stderr.String(), log)
 		default:
 		}
 		if time.Now().After(deadline) {

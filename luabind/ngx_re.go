@@ -160,6 +160,7 @@ var regexp2Messages = map[syntax.ErrorCode]string{
 	syntax.ErrInvalidRepeatOp:        "nothing to repeat",
 	syntax.ErrMissingRepeatArgument:  "nothing to repeat",
 	syntax.ErrReversedCharRange:      "range out of order in character class",
+	syntax.ErrInvalidRepeatSize:      "numbers out of order in {} quantifier",
 	syntax.ErrUndefinedBackRef:       "reference to non-existent subpattern",
 	syntax.ErrCaptureGroupOutOfRange: "reference to non-existent subpattern",
 }
@@ -246,8 +247,15 @@ type pcreTranslator struct {
 	ncap     int
 	names    []reName
 	total    int // groups found by pass one
+	open     []openGroup
 	err      string
 	errAt    int
+}
+
+// openGroup is a parenthesis not closed yet.
+type openGroup struct {
+	lookbehind bool
+	variable   bool
 }
 
 const (
@@ -287,33 +295,134 @@ func (t *pcreTranslator) run() bool {
 	}
 	t.ncap = 0
 	t.names = t.names[:0]
+	t.open = t.open[:0]
+	canRepeat, afterQuant := false, false
 	i := 0
 	for i < len(t.src) {
 		c := t.src[i]
-		var ok bool
+		ok := true
+		quant := false
 		switch {
 		case c == '\\':
 			i, ok = t.escape(i)
+			canRepeat = true
 		case c == '[':
 			i, ok = t.class(i)
+			canRepeat = true
 		case c == '(':
 			i, ok = t.group(i)
+			canRepeat = false
+		case c == ')':
+			if len(t.open) == 0 {
+				return t.fail("unmatched parentheses", i)
+			}
+			if t.open[len(t.open)-1].variable {
+				return t.fail("lookbehind assertion is not fixed length", i+1)
+			}
+			t.open = t.open[:len(t.open)-1]
+			t.out.WriteByte(')')
+			i++
+			canRepeat = true
+		case c == '|':
+			t.out.WriteByte('|')
+			i++
+			canRepeat = false
+		case c == '*' || c == '+' || c == '?':
+			if afterQuant && c != '*' {
+				// lazy or possessive modifier of the previous quantifier
+				t.out.WriteRune(c)
+				i++
+				break
+			}
+			if !canRepeat {
+				return t.fail("nothing to repeat", i)
+			}
+			t.markVariable()
+			t.out.WriteRune(c)
+			i++
+			quant = true
+		case c == '{':
+			lo, hi, end, isQuant := t.repeatCount(i)
+			if isQuant && canRepeat {
+				if lo != hi {
+					t.markVariable()
+				}
+				quant = true
+			}
+			if isQuant && !canRepeat {
+				return t.fail("nothing to repeat", i)
+			}
+			if isQuant {
+				t.out.WriteString(string(t.src[i:end]))
+				i = end
+			} else {
+				t.out.WriteString(`\{`)
+				i++
+				canRepeat = true
+			}
 		case t.extended && (c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' || c == '\v'):
-			i, ok = i+1, true
+			i++
+			continue
 		case t.extended && c == '#':
 			for i < len(t.src) && t.src[i] != '\n' {
 				i++
 			}
-			ok = true
+			continue
 		default:
 			t.literal(c)
-			i, ok = i+1, true
+			i++
+			canRepeat = true
 		}
 		if !ok {
 			return false
 		}
+		afterQuant = quant
+	}
+	if len(t.open) > 0 {
+		return t.fail("missing )", len(t.src))
 	}
 	return true
+}
+
+// markVariable records a variable-length item inside a lookbehind, which
+// PCRE rejects.
+func (t *pcreTranslator) markVariable() {
+	for k := range t.open {
+		if t.open[k].lookbehind {
+			t.open[k].variable = true
+		}
+	}
+}
+
+// repeatCount parses a {n}, {n,} or {n,m} quantifier at i; hi is -1 for
+// "no upper bound". Anything else is a literal '{' in PCRE.
+func (t *pcreTranslator) repeatCount(i int) (lo, hi, end int, ok bool) {
+	j := i + 1
+	num := func() (int, bool) {
+		start := j
+		n := 0
+		for t.at(j) >= '0' && t.at(j) <= '9' {
+			n = n*10 + int(t.at(j)-'0')
+			j++
+		}
+		return n, j > start
+	}
+	lo, ok = num()
+	if !ok {
+		return 0, 0, 0, false
+	}
+	hi = lo
+	if t.at(j) == ',' {
+		j++
+		var has bool
+		if hi, has = num(); !has {
+			hi = -1
+		}
+	}
+	if t.at(j) != '}' {
+		return 0, 0, 0, false
+	}
+	return lo, hi, j + 1, true
 }
 
 // literal copies a pattern character; regexp2 never sees the x option, so
@@ -364,7 +473,7 @@ func (t *pcreTranslator) escape(i int) (int, bool) {
 	c := t.at(i + 1)
 	switch c {
 	case -1:
-		return i, t.fail(`\ at end of pattern`, i)
+		return i, t.fail(`\ at end of pattern`, len(t.src))
 	case 'd':
 		t.out.WriteString(`[` + asciiDigit + `]`)
 	case 'D':
@@ -567,9 +676,9 @@ var rePosixClasses = map[string]string{
 }
 
 func (t *pcreTranslator) class(i int) (int, bool) {
-	start := i
 	t.out.WriteByte('[')
 	i++
+	prevLit := rune(-1) // the last plain character, for range checks
 	if t.at(i) == '^' {
 		t.out.WriteByte('^')
 		i++
@@ -582,7 +691,7 @@ func (t *pcreTranslator) class(i int) (int, bool) {
 		c := t.at(i)
 		switch c {
 		case -1:
-			return i, t.fail("missing terminating ] for character class", start)
+			return i, t.fail("missing terminating ] for character class", len(t.src))
 		case ']':
 			t.out.WriteByte(']')
 			return i + 1, true
@@ -609,7 +718,7 @@ func (t *pcreTranslator) class(i int) (int, bool) {
 			d := t.at(i + 1)
 			switch d {
 			case -1:
-				return i, t.fail(`\ at end of pattern`, i)
+				return i, t.fail(`\ at end of pattern`, len(t.src))
 			case 'd':
 				t.out.WriteString(asciiDigit)
 			case 'w':
@@ -644,9 +753,19 @@ func (t *pcreTranslator) class(i int) (int, bool) {
 			}
 			i += 2
 		default:
+			if c == '-' && prevLit >= 0 {
+				if n := t.at(i + 1); n != ']' && n != '\\' && n != '[' && n != -1 && n < prevLit {
+					return i, t.fail("range out of order in character class", i+1)
+				}
+			}
 			t.out.WriteRune(c)
 			i++
+			if c != '-' {
+				prevLit = c
+				continue
+			}
 		}
+		prevLit = -1
 	}
 }
 
@@ -656,6 +775,7 @@ func (t *pcreTranslator) capture(name string) {
 		t.names = append(t.names, reName{name, t.ncap})
 	}
 	fmt.Fprintf(&t.out, `(?<%d>`, t.ncap)
+	t.open = append(t.open, openGroup{})
 }
 
 func (t *pcreTranslator) group(i int) (int, bool) {
@@ -680,6 +800,7 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 	case ':', '=', '!', '>':
 		t.out.WriteString("(?")
 		t.out.WriteRune(c)
+		t.open = append(t.open, openGroup{})
 		return i + 3, true
 	case '|':
 		return i, t.fail("branch reset groups (?| are not supported by luaserve", i)
@@ -687,6 +808,7 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 		if d := t.at(i + 3); d == '=' || d == '!' {
 			t.out.WriteString("(?<")
 			t.out.WriteRune(d)
+			t.open = append(t.open, openGroup{lookbehind: true})
 			return i + 4, true
 		}
 		name, j, ok := t.readName(i+3, '>')
@@ -750,13 +872,29 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 				return i, t.fail("reference to non-existent subpattern", i)
 			}
 			fmt.Fprintf(&t.out, "(?(%d)", g)
+			t.open = append(t.open, openGroup{})
 			return k + 1, true
 		}
+		if d := t.at(j); d >= '0' && d <= '9' {
+			k := j
+			for t.at(k) >= '0' && t.at(k) <= '9' {
+				k++
+			}
+			if t.at(k) != ')' {
+				return i, t.fail("malformed number or name after (?(", i)
+			}
+			fmt.Fprintf(&t.out, "(?(%s)", string(t.src[j:k]))
+			t.open = append(t.open, openGroup{})
+			return k + 1, true
+		}
+		// An assertion condition: the assertion is a group of its own.
 		t.out.WriteString("(?")
+		t.open = append(t.open, openGroup{})
 		return i + 2, true
 	}
 	// Inline options such as (?i) or (?s-m:…) mean the same in both.
 	t.out.WriteString("(?")
+	t.open = append(t.open, openGroup{})
 	return i + 2, true
 }
 
@@ -917,7 +1055,8 @@ func registerNgxRe(L *lua.LState, ngx *lua.LTable) {
 // reArgs reads (subject, regex, options) and compiles; on a compile error it
 // returns a nil regex and the message.
 func reArgs(L *lua.LState, optsArg int) (string, *ngxRegex, string) {
-	subj := L.CheckString(1)
+	// lua-resty-core runs tostring on the subject, so nil matches as "nil".
+	subj := reToString(L, L.Get(1))
 	pattern := L.CheckString(2)
 	opts := ""
 	if v := L.Get(optsArg); v != lua.LNil {
@@ -926,6 +1065,16 @@ func reArgs(L *lua.LState, optsArg int) (string, *ngxRegex, string) {
 	flags := parseReOpts(L, opts)
 	rx, msg := reCompile(pattern, flags)
 	return subj, rx, msg
+}
+
+func reToString(L *lua.LState, v lua.LValue) string {
+	switch lv := v.(type) {
+	case lua.LString:
+		return string(lv)
+	case lua.LNumber:
+		return ngxFormatNumber(float64(lv))
+	}
+	return L.ToStringMeta(v).String()
 }
 
 // reCtxPos reads ctx.pos (1-based) as a 0-based byte offset.

@@ -82,7 +82,9 @@ func registerNgxTime(L *lua.LState, ngx *lua.LTable, clock Clock) {
 				L.RaiseError("string argument only")
 			}
 			t, ok := ParseHTTPTime(string(s))
-			if !ok {
+			// -1 is NGX_ERROR to lua-nginx-module, so the last second of
+			// 1969 reads as a parse failure there too.
+			if !ok || t == -1 {
 				L.Push(lua.LNil)
 				return 1
 			}

@@ -1,0 +1,93 @@
+local function qs(s) return "\"" .. (s:gsub("[^ -~]", function(c) return "\\" .. c:byte() end)) .. "\"" end
+local function dump(v)
+  local t = type(v)
+  if t == "string" then return qs(v) end
+  if t == "number" then return string.format("%.14g", v) end
+  if t ~= "table" then return tostring(v) end
+  local keys = {}
+  for k in pairs(v) do keys[#keys + 1] = k end
+  table.sort(keys, function(a, b)
+    local ta, tb = type(a), type(b)
+    if ta ~= tb then return ta < tb end
+    return a < b
+  end)
+  local out = {}
+  for _, k in ipairs(keys) do out[#out + 1] = dump(k) .. "=" .. dump(v[k]) end
+  return "{" .. table.concat(out, ",") .. "}"
+end
+local function E(ok, e) return ok, (tostring(e):gsub("^.-:%d+: ", "")) end
+local function M(s, re, opts)
+  local m, err = ngx.re.match(s, re, opts)
+  ngx.say(qs(re), " ", opts or "", " ", m and dump(m) or "nil", " ", tostring(err))
+end
+M("hello, 1234", "[0-9]+")
+M("hello, 1234", "([0-9])([0-9]+)")
+M("hello, 1234", "\\d+")
+M("hello", "[0-9]+")
+M("hello, world", "(?<first>\\w+), (?<second>\\w+)")
+M("hello, world", "(?P<first>\\w+), (\\w+)")
+M("hello, world", "(\\w+), (?<name>\\w+)")
+M("ab", "(a)(x)?(b)")
+M("a", "(a)(x)?")
+M("a", "(x)?(a)")
+M("a", "(?<opt>x)?(a)")
+M("HELLO", "hello", "i")
+M("HELLO", "hello")
+M("a\nb", "^b", "m")
+M("a\nb", "^b")
+M("a\nb", "a.b", "s")
+M("a\nb", "a.b")
+M("foo\n", "foo$")
+M("foo\n", "^foo$")
+M("foo\nbar", "foo$")
+M("foo\nbar", "foo$", "m")
+M("a b c", "a b c", "x")
+M("abc", "a b c # comment", "x")
+M("xabc", "abc", "a")
+M("abcx", "abc", "a")
+M("foobar", "foo(?=bar)")
+M("foobaz", "foo(?!bar)")
+M("barfoo", "(?<=bar)foo")
+M("bazfoo", "(?<!bar)foo")
+M("abab", "(ab)\\1")
+M("abcabc", "(?<x>abc)\\k<x>")
+M("aa bb cd", "(\\w)\\1")
+M("hello world", "(?<w>\\w+) (?<w>\\w+)", "D")
+M("hello world", "(?<w>\\w+) (?<w>\\w+)")
+M("2024-01-15", "(?<y>\\d{4})-(?<m>\\d{2})-(?<d>\\d{2})")
+M("héllo", "h.llo")
+M("héllo", "h.llo", "u")
+M("héllo", "h..llo")
+M("\233", "\\xe9")
+M("é", "\\x{e9}", "u")
+M("éa", "\\w+")
+M("tab\there", "\\s")
+M("a\vb", "a\\sb")
+M("x[y]z", "[[\\]]")
+M("a-b", "[\\w-]+")
+M("Ab1_", "[[:alpha:]]+")
+M("a.b", "\\Q.\\E")
+M("a.b", "a\\Q.\\Eb")
+M("price: $5", "\\$(\\d)")
+M("aaa", "a*?")
+M("aaa", "a{2}")
+M("ab", "(?i)A(?-i)b")
+M("AB", "(?i)A(?-i)b")
+M("", "^$")
+M("", "x*")
+M("abc", "(?:a|ab)(c|bcd)")
+M("abc", "a(?#comment)b")
+M("abcd", "(a)(b)(c)(d)")
+M("_x", "\\_x")
+local ctx = {}
+ngx.say(dump(ngx.re.match("1 22 333", "\\d+", "", ctx)), " ", ctx.pos)
+ngx.say(dump(ngx.re.match("1 22 333", "\\d+", "", ctx)), " ", ctx.pos)
+ngx.say(dump(ngx.re.match("1 22 333", "\\d+", "", ctx)), " ", ctx.pos)
+ngx.say(tostring(ngx.re.match("1 22 333", "\\d+", "", ctx)), " ", ctx.pos)
+ctx = {pos = 3}
+ngx.say(dump(ngx.re.match("1 22 333", "\\d+", "a", ctx)), " ", ctx.pos)
+local res = {}
+local m = ngx.re.match("k=v", "(\\w)=(\\w)", "o", nil, res)
+ngx.say(m == res, " ", dump(res))
+m = ngx.re.match("kv", "(\\w)", "o", nil, res)
+ngx.say(m == res, " ", dump(res))
