@@ -85,6 +85,9 @@ func (s *testServer) do(t *testing.T, method, uri string, body string, headers .
 	req.SetRequestURI("http://" + s.addr + uri)
 	for i := 0; i+1 < len(headers); i += 2 {
 		req.Header.Set(headers[i], headers[i+1])
+		if strings.EqualFold(headers[i], "Host") {
+			req.UseHostHeader = true // else fasthttp sends the URI's host
+		}
 	}
 	if body != "" {
 		req.SetBodyString(body)
@@ -303,4 +306,24 @@ http { server { listen `+addr+`; location /hello { access_log off; content_by_lu
 			}
 		}
 	})
+}
+
+func TestEngineServerLevelSetAndReturnRunBeforeLocations(t *testing.T) {
+	s := startEngine(t, `
+	server {
+		listen 127.0.0.1:0;
+		set $tier "gold";
+		location / { content_by_lua_block { ngx.say(ngx.var.tier) } }
+	}
+	server {
+		listen 127.0.0.1:0;
+		server_name old.example;
+		return 301 http://new.example$request_uri;
+		location / { content_by_lua_block { ngx.say("never") } }
+	}`, map[string]string{})
+	_, body := s.get(t, "/x")
+	assert.Equal(t, "gold\n", body)
+	code, _, resp := s.do(t, "GET", "/a?b=1", "", "Host", "old.example")
+	assert.Equal(t, 301, code)
+	assert.Equal(t, "http://new.example/a?b=1", string(resp.Header.Peek("Location")))
 }

@@ -111,6 +111,21 @@ func (rs *reqState) reset() {
 func (e *Engine) serve(rs *reqState) {
 	r := &rs.lr
 	ctx := r.Ctx
+	// nginx's server-rewrite phase: server-level set and return run before
+	// the location is chosen.
+	if sl := rs.srv.Loc; sl != nil && (len(sl.Sets) > 0 || sl.Return != nil) {
+		rs.loc = sl
+		r.Path = rs.path
+		for _, s := range sl.Sets {
+			rs.tmpl = s.Value.Append(rs.tmpl[:0], rs.lookup)
+			r.SetVar(s.Name, rs.tmpl)
+		}
+		if sl.Return != nil {
+			rs.doReturn(sl.Return)
+			rs.logPhase()
+			return
+		}
+	}
 	for redirects := 0; ; redirects++ {
 		if redirects > maxInternalRedirects {
 			e.errlog.Log(luabind.LogErr, r, "rewrite or internal redirection cycle while internally redirecting to \""+string(rs.path)+"\"")

@@ -4,6 +4,13 @@ import (
 	lua "github.com/yuin/gopher-lua"
 )
 
+func init() {
+	// gopher-lua puts every integer key up to MaxArrayIndex in a table's
+	// array part, so t[1e7] = 1 from request data would allocate ~160 MB.
+	// Larger keys simply live in the hash part, invisible to Lua code.
+	lua.MaxArrayIndex = 1 << 20
+}
+
 // unavailable are modules OpenResty code requires that cannot exist on
 // gopher-lua; requiring one fails with a message that says why.
 var unavailable = map[string]string{
@@ -25,6 +32,12 @@ func (vm *VM) openModules() {
 	L.PreloadModule("cjson", CjsonLoader)
 	L.PreloadModule("cjson.safe", CjsonSafeLoader)
 	L.PreloadModule("bit", BitLoader)
+	// LuaJIT has bit as a global too, and OpenResty code calls bit.band
+	// without requiring it.
+	L.Push(L.NewFunction(BitLoader))
+	L.Call(0, 1)
+	L.SetGlobal("bit", L.Get(-1))
+	L.Pop(1)
 	for _, open := range vmOpeners {
 		open(vm)
 	}

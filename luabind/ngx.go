@@ -296,61 +296,8 @@ func appendOutput(L *lua.LState, b []byte, v lua.LValue, argn int, fname string)
 }
 
 // AppendNumber formats n as LuaJIT's tostring does ("%.14g"; inf, -inf,
-// nan, -nan), which is what OpenResty prints.
-func AppendNumber(b []byte, n float64) []byte {
-	switch {
-	case math.IsInf(n, 1):
-		return append(b, "inf"...)
-	case math.IsInf(n, -1):
-		return append(b, "-inf"...)
-	case math.IsNaN(n):
-		if math.Signbit(n) {
-			return append(b, "-nan"...)
-		}
-		return append(b, "nan"...)
-	}
-	if n == math.Trunc(n) && math.Abs(n) < 1e14 {
-		if n == 0 && math.Signbit(n) {
-			return append(b, "-0"...)
-		}
-		return strconv.AppendInt(b, int64(n), 10)
-	}
-	start := len(b)
-	b = strconv.AppendFloat(b, n, 'g', 14, 64)
-	// C's %g drops trailing zeros of the fraction; Go's 'g' with a
-	// precision keeps them.
-	mant := b[start:]
-	e := len(mant)
-	for i, c := range mant {
-		if c == 'e' {
-			e = i
-			break
-		}
-	}
-	dot := -1
-	for i := 0; i < e; i++ {
-		if mant[i] == '.' {
-			dot = i
-			break
-		}
-	}
-	if dot < 0 {
-		return b
-	}
-	end := e
-	for end > dot+1 && mant[end-1] == '0' {
-		end--
-	}
-	if end == dot+1 {
-		end = dot
-	}
-	if end == e {
-		return b
-	}
-	tail := append([]byte(nil), mant[e:]...)
-	b = append(b[:start+end], tail...)
-	return b
-}
+// nan, -0), which is what OpenResty prints; cjson and ngx share it.
+func AppendNumber(b []byte, n float64) []byte { return AppendLuaNumber(b, n) }
 
 func (vm *VM) ngxFlush(L *lua.LState) int {
 	r := vm.request(L)

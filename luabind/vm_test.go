@@ -1,6 +1,7 @@
 package luabind
 
 import (
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -170,4 +171,14 @@ func BenchmarkNgxSayHello(b *testing.B) {
 		}
 		vm.End()
 	}
+}
+
+func TestHugeIntegerKeyStaysCheap(t *testing.T) {
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	ctx, _, err, _ := runChunk(t, "/", `local t = {} t[1e7] = 1 t[2^40] = 2 ngx.say(t[1e7], t[2^40], #t)`, 0)
+	runtime.ReadMemStats(&after)
+	require.NoError(t, err)
+	assert.Equal(t, "120\n", string(ctx.Response.Body()))
+	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "t[1e7] must not grow the array part to 10M slots")
 }

@@ -4,7 +4,7 @@
 # redis (cosocket specs), libmemcached-dev (ketama compatibility vectors), wrk.
 set -euo pipefail
 pkgs=(memcached nginx-extras lua-cjson lua-nginx-memcached lua-nginx-redis redis-server
-      libmemcached-dev gcc wrk openssl luajit)
+      libmemcached-dev gcc wrk openssl luajit2)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")

@@ -3,6 +3,7 @@
 //
 //	luaserve [-p prefix] [-c file] [-t] [-s reload|stop|quit] [-v|-V]
 //	luaserve memcached [-l addr] [-m megabytes] [-I item-size] [-S user:password]
+//	luaserve [-p prefix] test [-memcached host:port] [-v] [paths…]
 //	luaserve version
 //
 // Signals: SIGHUP reloads the config, SIGTERM/SIGINT stop at once, SIGQUIT
@@ -51,6 +52,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 			return exitOK
 		case "memcached":
 			return runMemcached(args[1:], stderr)
+		case "test":
+			return runSpecs(".", args[1:], stdout, stderr)
 		}
 	}
 	fs := flag.NewFlagSet("luaserve", flag.ContinueOnError)
@@ -63,6 +66,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	V := fs.Bool("V", false, "show version and configure options then exit")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: luaserve [-p prefix] [-c file] [-t] [-s signal] [-v|-V]\n"+
+			"       luaserve [-p prefix] test [-memcached host:port] [-v] [paths...]\n"+
 			"       luaserve memcached [-l addr] [-m megabytes]\n"+
 			"       luaserve version\n\nOptions:\n")
 		fs.PrintDefaults()
@@ -83,6 +87,9 @@ func run(args []string, stdout, stderr io.Writer) int {
 	confPath := *conf
 	if !filepath.IsAbs(confPath) {
 		confPath = filepath.Join(*prefix, confPath)
+	}
+	if rest := fs.Args(); len(rest) > 0 && rest[0] == "test" {
+		return runSpecs(*prefix, rest[1:], stdout, stderr)
 	}
 	if *sig != "" {
 		return signalRunning(*prefix, *conf, *sig, stderr)
@@ -203,5 +210,32 @@ func runMemcached(args []string, stderr io.Writer) int {
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGQUIT)
 	<-sigs
 	s.Close()
+	return exitOK
+}
+
+// runSpecs runs Lua specs (busted style) inside a real engine: exit 1 when
+// a spec failed, 2 when they could not run at all.
+func runSpecs(prefix string, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("luaserve test", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	mc := fs.String("memcached", "", "run against this memcached (host:port) instead of the embedded one")
+	verbose := fs.Bool("v", false, "list passing tests too")
+	timeout := fs.Duration("timeout", engine.DefaultSpecTimeout, "time limit per spec file")
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return exitOK
+		}
+		return exitUsage
+	}
+	_, failed, err := engine.RunSpecs(engine.SpecOptions{
+		Paths: fs.Args(), Prefix: prefix, Memcached: *mc, Out: stdout, Verbose: *verbose, Timeout: *timeout,
+	})
+	if err != nil {
+		fmt.Fprintf(stderr, "luaserve test: %v\n", err)
+		return exitUsage
+	}
+	if failed > 0 {
+		return exitError
+	}
 	return exitOK
 }
