@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -110,6 +111,23 @@ func run(args []string, stdout, stderr io.Writer) int {
 }
 
 func serve(prefix, conf string, stderr io.Writer) int {
+	// LUASERVE_CPUPROFILE=file profiles the whole run (benchmarks use it
+	// to see where a route's time goes under load).
+	if path := os.Getenv("LUASERVE_CPUPROFILE"); path != "" {
+		f, err := os.Create(path)
+		if err != nil {
+			fmt.Fprintf(stderr, "luaserve: [emerg] LUASERVE_CPUPROFILE: %v\n", err)
+			return exitError
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintf(stderr, "luaserve: [emerg] LUASERVE_CPUPROFILE: %v\n", err)
+			return exitError
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			f.Close()
+		}()
+	}
 	e, err := engine.New(engine.Options{Prefix: prefix, ConfFile: conf})
 	if err != nil {
 		fmt.Fprintf(stderr, "luaserve: [emerg] %v\n", err)
