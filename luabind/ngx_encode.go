@@ -31,7 +31,7 @@ const (
 var ngxEscapeTables = [7]*[8]uint32{
 	{0xffffffff, 0x80000029, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
 	{0xffffffff, 0x88000869, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
-	{0xffffffff, 0xfc009fff, 0x78000001, 0xb8000001, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+	{0xffffffff, 0xfc00987d, 0x78000001, 0xb8000001, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
 	{0xffffffff, 0x000000ad, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
 	{0xffffffff, 0x00000085, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
 	{0xffffffff, 0x00000021, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000, 0x00000000},
@@ -84,45 +84,27 @@ func ngxUnhex(c byte) (byte, bool) {
 }
 
 // UnescapeURI appends s to dst with %XX decoded and '+' turned into a space,
-// as ngx.unescape_uri does (ngx_http_lua_unescape_uri with
-// NGX_UNESCAPE_URI_COMPONENT). It is nginx's state machine, quirks included:
-// a bad escape emits '%' and the bytes read so far (the byte after '%' is
-// consumed even when it is another '%'), and an escape cut off by the end of
-// s is dropped.
+// as ngx.unescape_uri does. A '%' not followed by two hex digits is copied
+// as is and scanning resumes right after it, so "%%41" gives "%A" and a
+// trailing "%4" stays (checked against OpenResty).
 func UnescapeURI(dst, s []byte) []byte {
-	const (
-		usual = iota
-		quoted
-		quotedSecond
-	)
-	state := usual
-	var first, decoded byte
-	for _, c := range s {
-		switch state {
-		case usual:
-			switch c {
-			case '%':
-				state = quoted
-			case '+':
-				dst = append(dst, ' ')
-			default:
-				dst = append(dst, c)
+	for i := 0; i < len(s); i++ {
+		switch c := s[i]; c {
+		case '+':
+			dst = append(dst, ' ')
+		case '%':
+			if i+2 < len(s) {
+				hi, ok1 := ngxUnhex(s[i+1])
+				lo, ok2 := ngxUnhex(s[i+2])
+				if ok1 && ok2 {
+					dst = append(dst, hi<<4|lo)
+					i += 2
+					continue
+				}
 			}
-		case quoted:
-			if v, ok := ngxUnhex(c); ok {
-				decoded, first = v, c
-				state = quotedSecond
-				continue
-			}
-			state = usual
-			dst = append(dst, '%', c)
-		case quotedSecond:
-			state = usual
-			if v, ok := ngxUnhex(c); ok {
-				dst = append(dst, decoded<<4|v)
-				continue
-			}
-			dst = append(dst, '%', first, c)
+			dst = append(dst, '%')
+		default:
+			dst = append(dst, c)
 		}
 	}
 	return dst
@@ -257,9 +239,7 @@ func ngxEncodeArgs(L *lua.LState) int {
 		if bad != nil {
 			return
 		}
-		switch k.(type) {
-		case lua.LString, lua.LNumber:
-		default:
+		if _, ok := k.(lua.LString); !ok {
 			bad, badKey = k, true
 			return
 		}
@@ -279,7 +259,7 @@ func ngxEncodeArgs(L *lua.LState) int {
 	})
 	if bad != nil {
 		if badKey {
-			L.RaiseError("attempt to use %s as query arg key", bad.Type().String())
+			L.RaiseError(`attempt to use a non-string key in the "args" option table`)
 		}
 		L.RaiseError("attempt to use %s as query arg value", bad.Type().String())
 	}

@@ -60,9 +60,12 @@ type ngxtState struct {
 func newNgxtState(t testing.TB, clock Clock) *ngxtState {
 	t.Helper()
 	s := &ngxtState{L: lua.NewState(), out: &bytes.Buffer{}, dicts: map[string]*SharedDict{
-		"dogs": NewSharedDict("dogs", 1<<20),
-		"tiny": NewSharedDict("tiny", 12288),
-		"cats": NewSharedDict("cats", 1<<20),
+		"dogs":      NewSharedDict("dogs", 1<<20),
+		"tiny":      NewSharedDict("tiny", 12288),
+		"cats":      NewSharedDict("cats", 1<<20),
+		"mid":       NewSharedDict("mid", 100<<10),
+		"space100k": NewSharedDict("space100k", 100<<10),
+		"space1m":   NewSharedDict("space1m", 1<<20),
 	}}
 	t.Cleanup(s.L.Close)
 	if clock == nil {
@@ -257,6 +260,8 @@ func BenchmarkEncodeEscapeURILua(b *testing.B) {
 
 // --- corpus: Lua snippets run here and, when available, under OpenResty ---
 
+var ngxRealOut = flag.String("ngx-real-out", "", "directory where the differential test saves what OpenResty printed for each snippet, plus its error.log")
+
 var updateGolden = flag.Bool("update-ngx-golden", false, "rewrite testdata/ngx/*.out from luaserve's output (review the diff by hand!)")
 
 func ngxtCorpus(t *testing.T) []string {
@@ -349,6 +354,9 @@ http {
     lua_shared_dict dogs 1m;
     lua_shared_dict tiny 12k;
     lua_shared_dict cats 1m;
+    lua_shared_dict mid 100k;
+    lua_shared_dict space100k 100k;
+    lua_shared_dict space1m 1m;
     server {
         listen %[4]s;
 %[5]s    }
@@ -396,6 +404,11 @@ http {
 			var body bytes.Buffer
 			_, err = body.ReadFrom(resp.Body)
 			require.NoError(t, err)
+			if *ngxRealOut != "" {
+				require.NoError(t, os.WriteFile(filepath.Join(*ngxRealOut, name+".out"), body.Bytes(), 0o644))
+				log, _ := os.ReadFile(filepath.Join(prefix, "logs", "error.log"))
+				require.NoError(t, os.WriteFile(filepath.Join(*ngxRealOut, "error.log"), log, 0o644))
+			}
 			if resp.StatusCode != http.StatusOK {
 				log, _ := os.ReadFile(filepath.Join(prefix, "logs", "error.log"))
 				t.Fatalf("status %d\nerror.log: %s", resp.StatusCode, log)

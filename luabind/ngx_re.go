@@ -55,6 +55,7 @@ const (
 type reName struct {
 	name  string
 	group int
+	at    int // rune offset of the name's terminator, for error messages
 }
 
 // ngxRegex is a compiled pattern. It is immutable and shared by all VMs.
@@ -175,7 +176,7 @@ func compileNgxRegex(pattern string, flags uint16) (*ngxRegex, string) {
 	} else {
 		src = latin1Runes(nil, pattern)
 	}
-	t := pcreTranslator{src: src, extended: flags&reExtended != 0}
+	t := pcreTranslator{src: src, extended: flags&reExtended != 0, dupOK: flags&(reDupNames|reJSCompat) != 0}
 	// Pass one numbers the groups and learns their names, so pass two can
 	// resolve references to groups that come later in the pattern.
 	if !t.run() {
@@ -188,13 +189,6 @@ func compileNgxRegex(pattern string, flags uint16) (*ngxRegex, string) {
 	}
 	names := t.names
 	sort.SliceStable(names, func(i, j int) bool { return names[i].name < names[j].name })
-	if flags&(reDupNames|reJSCompat) == 0 {
-		for i := 1; i < len(names); i++ {
-			if names[i].name == names[i-1].name {
-				return nil, pcreCompileError("two named subpatterns have the same name", pattern, -1)
-			}
-		}
-	}
 	expr := t.out.String()
 	if flags&reAnchored != 0 {
 		expr = `\G(?:` + expr + `)`
@@ -242,6 +236,7 @@ func latin1Runes(dst []rune, s string) []rune {
 type pcreTranslator struct {
 	src      []rune
 	extended bool
+	dupOK    bool // "D" or "J": duplicate names allowed
 	pass2    bool
 	out      strings.Builder
 	ncap     int
@@ -317,7 +312,7 @@ func (t *pcreTranslator) run() bool {
 				return t.fail("unmatched parentheses", i)
 			}
 			if t.open[len(t.open)-1].variable {
-				return t.fail("lookbehind assertion is not fixed length", i+1)
+				return t.fail("lookbehind assertion is not fixed length", i)
 			}
 			t.open = t.open[:len(t.open)-1]
 			t.out.WriteByte(')')
@@ -343,6 +338,9 @@ func (t *pcreTranslator) run() bool {
 			quant = true
 		case c == '{':
 			lo, hi, end, isQuant := t.repeatCount(i)
+			if isQuant && hi >= 0 && hi < lo {
+				return t.fail("numbers out of order in {} quantifier", end-1)
+			}
 			if isQuant && canRepeat {
 				if lo != hi {
 					t.markVariable()
@@ -585,7 +583,7 @@ func (t *pcreTranslator) escape(i int) (int, bool) {
 		n, _ := strconv.Atoi(string(t.src[i+1 : j]))
 		if n < 10 || n <= t.total || !t.pass2 {
 			if t.pass2 && n > t.total {
-				return i, t.fail("reference to non-existent subpattern", i)
+				return i, t.fail("reference to non-existent subpattern", len(t.src))
 			}
 			t.backref(n)
 			return j, true
@@ -769,10 +767,16 @@ func (t *pcreTranslator) class(i int) (int, bool) {
 	}
 }
 
-func (t *pcreTranslator) capture(name string) {
+func (t *pcreTranslator) capture(name string, at int) {
 	t.ncap++
 	if name != "" {
-		t.names = append(t.names, reName{name, t.ncap})
+		for _, n := range t.names {
+			if n.name == name && !t.dupOK {
+				t.fail("two named subpatterns have the same name", at)
+				break
+			}
+		}
+		t.names = append(t.names, reName{name, t.ncap, at})
 	}
 	fmt.Fprintf(&t.out, `(?<%d>`, t.ncap)
 	t.open = append(t.open, openGroup{})
@@ -783,7 +787,7 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 		return i, t.fail("(*VERB) not recognized or malformed", i)
 	}
 	if t.at(i+1) != '?' {
-		t.capture("")
+		t.capture("", i)
 		return i + 1, true
 	}
 	c := t.at(i + 2)
@@ -815,15 +819,15 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 		if !ok {
 			return i, t.fail("syntax error in subpattern name (missing terminator)", i)
 		}
-		t.capture(name)
-		return j, true
+		t.capture(name, j-1)
+		return j, t.err == ""
 	case '\'':
 		name, j, ok := t.readName(i+3, '\'')
 		if !ok {
 			return i, t.fail("syntax error in subpattern name (missing terminator)", i)
 		}
-		t.capture(name)
-		return j, true
+		t.capture(name, j-1)
+		return j, t.err == ""
 	case 'P':
 		switch t.at(i + 3) {
 		case '<':
@@ -831,8 +835,8 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 			if !ok {
 				return i, t.fail("syntax error in subpattern name (missing terminator)", i)
 			}
-			t.capture(name)
-			return j, true
+			t.capture(name, j-1)
+			return j, t.err == ""
 		case '=':
 			name, j, ok := t.readName(i+4, ')')
 			if !ok {
@@ -958,6 +962,9 @@ func (rx *ngxRegex) exec(sub *reSubject, pos int, caps []int) (rc int, err strin
 	if pos > len(sub.s) {
 		return 0, ""
 	}
+	if sub.offs != nil && pos < len(sub.s) && !utf8.RuneStart(sub.s[pos]) {
+		return 0, "pcre_exec() failed: -11"
+	}
 	m, e := rx.re.FindRunesMatchStartingAt(sub.runes, sub.runeAt(pos))
 	if e != nil {
 		return 0, "pcre_exec() failed: " + strconv.Itoa(pcreErrorMatchLimit)
@@ -994,17 +1001,15 @@ func (st *reState) capsFor(rx *ngxRegex) []int {
 }
 
 // fillCaptures builds the match table as lua-resty-core's collect_captures:
-// groups below rc are strings or false, named groups appear under their
-// names too (arrays with the "D" option).
+// every group is a string or false, named groups appear under their names
+// too (arrays with the "D" option).
 func fillCaptures(L *lua.LState, rx *ngxRegex, subj string, caps []int, rc int, res *lua.LTable) *lua.LTable {
 	if res == nil {
 		res = L.CreateTable(rc, len(rx.names))
 	}
 	for i := 0; i <= rx.ncap; i++ {
 		switch {
-		case i >= rc:
-			res.RawSetInt(i, lua.LNil)
-		case caps[2*i] < 0:
+		case i >= rc || caps[2*i] < 0:
 			res.RawSetInt(i, lua.LFalse)
 		default:
 			res.RawSetInt(i, lua.LString(subj[caps[2*i]:caps[2*i+1]]))
@@ -1057,7 +1062,11 @@ func registerNgxRe(L *lua.LState, ngx *lua.LTable) {
 func reArgs(L *lua.LState, optsArg int) (string, *ngxRegex, string) {
 	// lua-resty-core runs tostring on the subject, so nil matches as "nil".
 	subj := reToString(L, L.Get(1))
-	pattern := L.CheckString(2)
+	pv, ok := L.Get(2).(lua.LString)
+	if !ok {
+		L.RaiseError("attempt to get length of local 'regex' (a %s value)", L.Get(2).Type().String())
+	}
+	pattern := string(pv)
 	opts := ""
 	if v := L.Get(optsArg); v != lua.LNil {
 		opts = L.CheckString(optsArg)
@@ -1193,13 +1202,10 @@ func (st *reState) find(L *lua.LState) int {
 	return 2
 }
 
-// reAdvanceEmpty returns the offset after an empty match at pos: one byte, or
-// one character with the "u" flag.
-func reAdvanceEmpty(rx *ngxRegex, s string, pos int) int {
-	if rx.flags&reUTF8 != 0 && pos < len(s) {
-		_, n := utf8.DecodeRuneInString(s[pos:])
-		return pos + n
-	}
+// reAdvanceEmpty returns the offset after an empty match at pos: one byte,
+// even with the "u" flag, as lua-resty-core does (the next search then fails
+// with PCRE_ERROR_BADUTF8_OFFSET inside a multi-byte character).
+func reAdvanceEmpty(_ *ngxRegex, _ string, pos int) int {
 	return pos + 1
 }
 
@@ -1324,12 +1330,8 @@ func (st *reState) replace(L *lua.LState, global bool) int {
 	subj, rx, msg := reArgs(L, 4)
 	var tpl *replTemplate
 	var fn *lua.LFunction
-	switch r := L.Get(3).(type) {
-	case *lua.LFunction:
-		fn = r
-	case lua.LString, lua.LNumber:
-	default:
-		L.ArgError(3, "string, number, or function expected, got "+r.Type().String())
+	if f, ok := L.Get(3).(*lua.LFunction); ok {
+		fn = f
 	}
 	if rx == nil {
 		L.Push(lua.LNil)
@@ -1339,7 +1341,7 @@ func (st *reState) replace(L *lua.LState, global bool) int {
 	}
 	if fn == nil {
 		var ok bool
-		if tpl, ok = compileReplTemplate(L.CheckString(3)); !ok {
+		if tpl, ok = compileReplTemplate(reToString(L, L.Get(3))); !ok {
 			L.Push(lua.LNil)
 			L.Push(lua.LNil)
 			L.Push(lua.LString("failed to compile the replacement template"))
@@ -1382,14 +1384,7 @@ func (st *reState) replace(L *lua.LState, global bool) int {
 			L.Push(fn)
 			L.Push(m)
 			L.Call(1, 1)
-			switch v := L.Get(-1).(type) {
-			case lua.LString:
-				out = append(out, v...)
-			case lua.LNumber:
-				out = append(out, ngxFormatNumber(float64(v))...)
-			default:
-				L.RaiseError("attempt to use a %s value as replacement", v.Type().String())
-			}
+			out = append(out, reToString(L, L.Get(-1))...)
 			L.Pop(1)
 		} else {
 			out = tpl.expand(out, subj, caps, rc)

@@ -11,19 +11,26 @@ import (
 
 // SharedDict is one lua_shared_dict zone: a process-wide key/value store that
 // every VM sees as ngx.shared.NAME. It outlives config generations (the
-// engine keeps one per name and hands it to each new generation), is bounded
-// by its capacity in bytes with least-recently-used eviction, and is safe for
-// concurrent use. Like nginx's zone it is guarded by one lock; every
-// operation holds it for a map lookup and a few pointer moves.
+// engine keeps one per name and hands it to each new generation) and is safe
+// for concurrent use.
+//
+// It follows lua-nginx-module's ngx_http_lua_shdict.c step by step, because
+// its quirks are visible from Lua: an LRU queue that every lookup refreshes,
+// expired entries removed lazily from the cold end (two per get, set or
+// incr; three after flush_all), up to 30 forced evictions per failed
+// allocation, and a model of nginx's slab allocator so that capacity,
+// free_space and "no memory" match a real zone of the same size. Like
+// nginx's zone it is guarded by one lock, held for a map lookup and a few
+// pointer moves.
 type SharedDict struct {
 	name     string
 	capacity int64
 
 	mu    sync.Mutex
-	used  int64
 	items map[string]*shEntry
 	lru   shEntry // sentinel: lru.next is the most recently used entry
-	now   func() int64
+	slab  shSlab
+	now   func() int64 // unix milliseconds
 }
 
 // shEntry kinds, as lua-nginx-module's value types.
@@ -41,10 +48,9 @@ type shEntry struct {
 	str        string   // shString
 	num        float64  // shNumber, shBool (0/1)
 	list       []shItem // shList, front first
-	listBytes  int64
 	flags      uint32
 	expires    int64 // unix ms; 0 never
-	cost       int64
+	size       int64 // bytes requested from the slab for the node
 }
 
 // shItem is a list element: a string or a number.
@@ -54,30 +60,134 @@ type shItem struct {
 	isNum bool
 }
 
-// Size model: nginx allocates each node from a slab allocator — an rbtree
-// node header plus lua-nginx-module's node header plus key and value,
-// rounded up to a power of two for small sizes and to whole pages beyond.
+// Sizes of lua-nginx-module's structures on 64-bit Linux: a node is
+// offsetof(ngx_rbtree_node_t, color) + offsetof(ngx_http_lua_shdict_node_t,
+// data) + key + value; a list element is
+// offsetof(ngx_http_lua_shdict_list_node_t, data) + value; a list head
+// stores an ngx_queue_t as its value.
 const (
-	shNodeOverhead = 72
-	shListOverhead = 32
-	shPageSize     = 4096
+	shNodeHeader     = 32 + 36
+	shListItemHeader = 21
+	shQueueSize      = 16
 )
 
-func shSlabSize(n int64) int64 {
-	if n > shPageSize/2 {
-		return (n + shPageSize - 1) / shPageSize * shPageSize
+func (e *shEntry) valueLen() int64 {
+	switch e.kind {
+	case shString:
+		return int64(len(e.str))
+	case shNumber:
+		return 8
+	case shBool:
+		return 1
 	}
-	s := int64(8)
-	for s < n {
+	return shQueueSize
+}
+
+func shNodeSize(key string, valueLen int64) int64 {
+	return shNodeHeader + int64(len(key)) + valueLen
+}
+
+func shItemSize(it shItem) int64 {
+	if it.isNum {
+		return shListItemHeader + 8
+	}
+	return shListItemHeader + int64(len(it.str))
+}
+
+// shSlab models nginx's slab allocator (ngx_slab.c) closely enough to
+// reproduce free_space and allocation failures: 4 KiB pages, power-of-two
+// size classes from 8 to 2048 bytes sharing pages, bigger blocks taking
+// whole pages. Freed objects are assumed to compact, so a class uses
+// ceil(objects / per-page) pages.
+type shSlab struct {
+	pages      int64    // usable pages of the zone
+	count      [9]int64 // objects per class (8 << i bytes)
+	classPages [9]int64 // pages held per class
+	large      int64    // pages held by big blocks
+}
+
+const (
+	shPageSize    = 4096
+	shSlabMaxSize = 2048
+)
+
+// shPerPage is how many objects of class i fit a page; the three smallest
+// classes keep their bitmap inside the page.
+var shPerPage = [9]int64{504, 254, 127, 64, 32, 16, 8, 4, 2}
+
+func newShSlab(capacity int64) shSlab {
+	// ngx_slab_init: pool header and per-class bookkeeping, then a page
+	// descriptor per page, then the pages aligned to 4 KiB.
+	const header = 200 + 9*(24+32)
+	var sl shSlab
+	if capacity <= header {
+		return sl
+	}
+	pages := (capacity - header) / (shPageSize + 24)
+	start := (header + pages*24 + shPageSize - 1) / shPageSize * shPageSize
+	if over := start + pages*shPageSize - capacity; over > 0 {
+		pages -= (over + shPageSize - 1) / shPageSize
+	}
+	sl.pages = pages
+	// lua-nginx-module's shared context (~80 bytes) and the zone's log
+	// name (~50 bytes) are allocated when the zone is created.
+	sl.alloc(80)
+	sl.alloc(50)
+	return sl
+}
+
+func shClass(size int64) int {
+	c, s := 0, int64(8)
+	for s < size {
 		s <<= 1
+		c++
 	}
-	return s
+	return c
+}
+
+func (sl *shSlab) used() int64 {
+	n := sl.large
+	for _, p := range sl.classPages {
+		n += p
+	}
+	return n
+}
+
+// alloc reports whether size bytes could be allocated, and takes them.
+func (sl *shSlab) alloc(size int64) bool {
+	if size > shSlabMaxSize {
+		need := (size + shPageSize - 1) / shPageSize
+		if sl.used()+need > sl.pages {
+			return false
+		}
+		sl.large += need
+		return true
+	}
+	c := shClass(size)
+	if sl.count[c] == sl.classPages[c]*shPerPage[c] {
+		if sl.used()+1 > sl.pages {
+			return false
+		}
+		sl.classPages[c]++
+	}
+	sl.count[c]++
+	return true
+}
+
+func (sl *shSlab) free(size int64) {
+	if size > shSlabMaxSize {
+		sl.large -= (size + shPageSize - 1) / shPageSize
+		return
+	}
+	c := shClass(size)
+	sl.count[c]--
+	sl.classPages[c] = (sl.count[c] + shPerPage[c] - 1) / shPerPage[c]
 }
 
 // NewSharedDict returns an empty dict of capacity bytes (the size given to
 // lua_shared_dict).
 func NewSharedDict(name string, capacity int64) *SharedDict {
-	d := &SharedDict{name: name, capacity: capacity, items: make(map[string]*shEntry)}
+	d := &SharedDict{name: name, capacity: capacity, items: make(map[string]*shEntry), slab: newShSlab(capacity)}
 	d.lru.next, d.lru.prev = &d.lru, &d.lru
 	d.now = func() int64 { return time.Now().UnixMilli() }
 	return d
@@ -92,12 +202,8 @@ func (d *SharedDict) Capacity() int64 { return d.capacity }
 // FreeSpace returns the bytes in wholly free pages, as nginx reports it.
 func (d *SharedDict) FreeSpace() int64 {
 	d.mu.Lock()
-	free := d.capacity - d.used
-	d.mu.Unlock()
-	if free < 0 {
-		return 0
-	}
-	return free / shPageSize * shPageSize
+	defer d.mu.Unlock()
+	return (d.slab.pages - d.slab.used()) * shPageSize
 }
 
 func (d *SharedDict) unlink(e *shEntry) {
@@ -117,59 +223,78 @@ func (d *SharedDict) touch(e *shEntry) {
 	d.pushFront(e)
 }
 
+// remove unlinks e and frees its node and list elements.
 func (d *SharedDict) remove(e *shEntry) {
 	d.unlink(e)
 	delete(d.items, e.key)
-	d.used -= e.cost
+	for _, it := range e.list {
+		d.slab.free(shItemSize(it))
+	}
+	d.slab.free(e.size)
 }
 
 func (e *shEntry) expired(now int64) bool {
 	return e.expires != 0 && e.expires <= now
 }
 
-// lookup returns the live entry for key; expired entries count as missing
-// (they stay until evicted, so get_stale can still see them).
-func (d *SharedDict) lookup(key string, now int64) *shEntry {
+// lookup is ngx_http_lua_shdict_lookup: a found entry moves to the hot end
+// whether or not it has expired.
+func (d *SharedDict) lookup(key string) *shEntry {
 	e := d.items[key]
-	if e == nil || e.expired(now) {
-		return nil
+	if e != nil {
+		d.touch(e)
 	}
 	return e
 }
 
-// makeRoom frees space for need more bytes: first up to two expired entries
-// from the cold end (nginx's ngx_http_lua_shdict_expire(ctx, 1)), then, if
-// evict is set, up to 30 least recently used entries whatever their state.
-// It reports whether the space is there and whether a live entry was
-// evicted.
-func (d *SharedDict) makeRoom(need int64, now int64, evict bool) (ok, forcible bool) {
-	for i := 0; i < 2; i++ {
-		e := d.lru.prev
-		if e == &d.lru || !e.expired(now) {
-			break
-		}
-		d.remove(e)
-	}
-	if d.used+need <= d.capacity {
-		return true, false
-	}
-	if !evict {
-		return false, false
-	}
-	for i := 0; i < 30 && d.used+need > d.capacity; i++ {
+// expireTail is ngx_http_lua_shdict_expire: from the cold end, with n == 1
+// it removes up to two expired entries; with n == 0 it first removes one
+// entry whatever its state, then up to two expired ones. It returns how
+// many it removed.
+func (d *SharedDict) expireTail(n int, now int64) int {
+	freed := 0
+	for ; n < 3; n++ {
 		e := d.lru.prev
 		if e == &d.lru {
 			break
 		}
-		if !e.expired(now) {
-			forcible = true
+		if n != 0 && !e.expired(now) {
+			break
 		}
 		d.remove(e)
+		freed++
 	}
-	return d.used+need <= d.capacity, forcible
+	return freed
 }
 
-// StoreOp selects the semantics of Store.
+// allocNode allocates size bytes, evicting as nginx does unless safe:
+// up to 30 rounds of expireTail(0). forcible reports that a round removed
+// something.
+func (d *SharedDict) allocNode(size int64, now int64, safe bool) (ok, forcible bool) {
+	if d.slab.alloc(size) {
+		return true, false
+	}
+	if safe {
+		return false, false
+	}
+	for i := 0; i < 30; i++ {
+		if d.expireTail(0, now) == 0 {
+			break
+		}
+		forcible = true
+		if d.slab.alloc(size) {
+			return true, true
+		}
+	}
+	return false, forcible
+}
+
+func (d *SharedDict) insert(e *shEntry) {
+	d.items[e.key] = e
+	d.pushFront(e)
+}
+
+// StoreOp selects the semantics of a store.
 type StoreOp uint8
 
 // Store operations, as the Lua methods of the same names.
@@ -181,7 +306,7 @@ const (
 	OpReplace
 )
 
-// Error strings returned to Lua, verbatim from lua-resty-core.
+// Error strings returned to Lua, verbatim from lua-nginx-module.
 const (
 	shErrExists   = "exists"
 	shErrNotFound = "not found"
@@ -191,11 +316,21 @@ const (
 	shErrNotNum   = "not a number"
 )
 
-// Value is a dict value seen from Go: Kind is one of the sh* kinds.
+// shValue is a scalar dict value.
 type shValue struct {
 	kind uint8
 	str  string
 	num  float64
+}
+
+func (v shValue) len() int64 {
+	switch v.kind {
+	case shString:
+		return int64(len(v.str))
+	case shNumber:
+		return 8
+	}
+	return 1
 }
 
 func shExpiresAt(now int64, exptime float64) int64 {
@@ -205,42 +340,43 @@ func shExpiresAt(now int64, exptime float64) int64 {
 	return now + int64(exptime*1000)
 }
 
-// store implements set/safe_set/add/safe_add/replace and delete (value nil
-// → isNil). It returns ok, the error string and forcible.
+// store is ngx_http_lua_ffi_shdict_store: set/safe_set/add/safe_add/replace,
+// and delete when isNil. It returns ok, the error string and forcible.
 func (d *SharedDict) store(op StoreOp, key string, v shValue, isNil bool, exptime float64, flags uint32) (bool, string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	old := d.items[key]
-	live := old != nil && !old.expired(now)
+	d.expireTail(1, now)
+	e := d.lookup(key)
+	live := e != nil && !e.expired(now)
 	switch op {
-	case OpAdd, OpSafeAdd:
-		if live {
-			return false, shErrExists, false
-		}
 	case OpReplace:
 		if !live {
 			return false, shErrNotFound, false
 		}
+	case OpAdd, OpSafeAdd:
+		if live {
+			return false, shErrExists, false
+		}
+	}
+	if e != nil {
+		if !isNil && e.kind != shList && e.valueLen() == v.len() {
+			// Same size: nginx overwrites the node in place.
+			e.kind, e.str, e.num = v.kind, v.str, v.num
+			e.flags, e.expires = flags, shExpiresAt(now, exptime)
+			return true, "", false
+		}
+		d.remove(e)
 	}
 	if isNil {
-		if old != nil {
-			d.remove(old)
-		}
 		return true, "", false
 	}
-	if old != nil {
-		d.remove(old)
-	}
-	cost := shSlabSize(shNodeOverhead + int64(len(key)) + int64(len(v.str)))
-	ok, forcible := d.makeRoom(cost, now, op == OpSet || op == OpAdd || op == OpReplace)
+	size := shNodeSize(key, v.len())
+	ok, forcible := d.allocNode(size, now, op == OpSafeSet || op == OpSafeAdd)
 	if !ok {
 		return false, shErrNoMemory, forcible
 	}
-	e := &shEntry{key: key, kind: v.kind, str: v.str, num: v.num, flags: flags, expires: shExpiresAt(now, exptime), cost: cost}
-	d.items[key] = e
-	d.used += cost
-	d.pushFront(e)
+	d.insert(&shEntry{key: key, kind: v.kind, str: v.str, num: v.num, flags: flags, expires: shExpiresAt(now, exptime), size: size})
 	return true, "", forcible
 }
 
@@ -250,7 +386,10 @@ func (d *SharedDict) get(key string, allowStale bool) (v shValue, flags uint32, 
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	e := d.items[key]
+	if !allowStale {
+		d.expireTail(1, now)
+	}
+	e := d.lookup(key)
 	if e == nil {
 		return v, 0, false, false, ""
 	}
@@ -261,87 +400,81 @@ func (d *SharedDict) get(key string, allowStale bool) (v shValue, flags uint32, 
 	if e.kind == shList {
 		return v, 0, false, false, shErrIsList
 	}
-	if !stale {
-		d.touch(e)
-	}
 	return shValue{kind: e.kind, str: e.str, num: e.num}, e.flags, true, stale, ""
 }
 
-// incr adds delta to a number value; with hasInit a missing or expired key
-// starts at init (with initTTL). It returns the new value, error, forcible.
+// incr is ngx_http_lua_ffi_shdict_incr: it adds delta to a number value;
+// with hasInit a missing or expired key starts at init (expiring after
+// initTTL). It returns the new value, error, forcible.
 func (d *SharedDict) incr(key string, delta float64, init float64, hasInit bool, initTTL float64) (float64, string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	e := d.items[key]
+	d.expireTail(1, now)
+	e := d.lookup(key)
 	if e != nil && !e.expired(now) {
 		if e.kind != shNumber {
 			return 0, shErrNotNum, false
 		}
 		e.num += delta
-		d.touch(e)
 		return e.num, "", false
 	}
 	if !hasInit {
 		return 0, shErrNotFound, false
 	}
 	if e != nil {
+		if e.kind != shList && e.valueLen() == 8 {
+			e.kind, e.str, e.num = shNumber, "", init+delta
+			e.flags, e.expires = 0, shExpiresAt(now, initTTL)
+			return e.num, "", false
+		}
 		d.remove(e)
 	}
-	cost := shSlabSize(shNodeOverhead + int64(len(key)) + 8)
-	ok, forcible := d.makeRoom(cost, now, true)
+	size := shNodeSize(key, 8)
+	ok, forcible := d.allocNode(size, now, false)
 	if !ok {
 		return 0, shErrNoMemory, forcible
 	}
-	e = &shEntry{key: key, kind: shNumber, num: init + delta, expires: shExpiresAt(now, initTTL), cost: cost}
-	d.items[key] = e
-	d.used += cost
-	d.pushFront(e)
+	e = &shEntry{key: key, kind: shNumber, num: init + delta, expires: shExpiresAt(now, initTTL), size: size}
+	d.insert(e)
 	return e.num, "", forcible
 }
 
-func shItemCost(it shItem) int64 {
-	if it.isNum {
-		return shSlabSize(shListOverhead + 8)
-	}
-	return shSlabSize(shListOverhead + int64(len(it.str)))
-}
-
-// push adds it at the front (left) or back of the list at key and returns
-// the new length.
+// push is ngx_http_lua_shdict_push_helper: lists never evict other entries.
+// It returns the new length.
 func (d *SharedDict) push(key string, it shItem, left bool) (int, string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	e := d.items[key]
+	d.expireTail(1, now)
+	e := d.lookup(key)
 	if e != nil && e.expired(now) {
-		d.remove(e)
-		e = nil
+		if e.kind != shList {
+			d.remove(e)
+			e = nil
+		} else {
+			for _, old := range e.list {
+				d.slab.free(shItemSize(old))
+			}
+			e.list, e.expires = e.list[:0], 0
+		}
 	}
 	if e != nil && e.kind != shList {
 		return 0, shErrNotList
 	}
-	need := shItemCost(it)
 	if e == nil {
-		need += shSlabSize(shNodeOverhead + int64(len(key)))
-	}
-	if ok, _ := d.makeRoom(need, now, true); !ok {
-		return 0, shErrNoMemory
-	}
-	// makeRoom may have evicted the list itself.
-	if e != nil && d.items[key] != e {
-		e = nil
-		need += shSlabSize(shNodeOverhead + int64(len(key)))
-		if ok, _ := d.makeRoom(need, now, true); !ok {
+		size := shNodeSize(key, shQueueSize)
+		if !d.slab.alloc(size) {
 			return 0, shErrNoMemory
 		}
+		e = &shEntry{key: key, kind: shList, size: size}
+		d.insert(e)
 	}
-	if e == nil {
-		e = &shEntry{key: key, kind: shList}
-		d.items[key] = e
-		d.pushFront(e)
-	} else {
-		d.touch(e)
+	if !d.slab.alloc(shItemSize(it)) {
+		if len(e.list) == 0 {
+			d.remove(e)
+		}
+		return 0, shErrNoMemory
 	}
 	if left {
 		e.list = append(e.list, shItem{})
@@ -350,16 +483,14 @@ func (d *SharedDict) push(key string, it shItem, left bool) (int, string) {
 	} else {
 		e.list = append(e.list, it)
 	}
-	e.cost += need
-	d.used += need
 	return len(e.list), ""
 }
 
 func (d *SharedDict) pop(key string, left bool) (shItem, bool, string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e := d.lookup(key, d.now())
-	if e == nil {
+	e := d.lookup(key)
+	if e == nil || e.expired(d.now()) {
 		return shItem{}, false, ""
 	}
 	if e.kind != shList {
@@ -374,13 +505,9 @@ func (d *SharedDict) pop(key string, left bool) (shItem, bool, string) {
 		it = e.list[len(e.list)-1]
 		e.list = e.list[:len(e.list)-1]
 	}
-	c := shItemCost(it)
-	e.cost -= c
-	d.used -= c
+	d.slab.free(shItemSize(it))
 	if len(e.list) == 0 {
 		d.remove(e)
-	} else {
-		d.touch(e)
 	}
 	return it, true, ""
 }
@@ -388,8 +515,8 @@ func (d *SharedDict) pop(key string, left bool) (shItem, bool, string) {
 func (d *SharedDict) llen(key string) (int, string) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	e := d.lookup(key, d.now())
-	if e == nil {
+	e := d.lookup(key)
+	if e == nil || e.expired(d.now()) {
 		return 0, ""
 	}
 	if e.kind != shList {
@@ -403,8 +530,8 @@ func (d *SharedDict) ttl(key string) (float64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	e := d.lookup(key, now)
-	if e == nil {
+	e := d.lookup(key)
+	if e == nil || e.expired(now) {
 		return 0, false
 	}
 	if e.expires == 0 {
@@ -417,26 +544,27 @@ func (d *SharedDict) expire(key string, exptime float64) bool {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
-	e := d.lookup(key, now)
-	if e == nil {
+	e := d.lookup(key)
+	if e == nil || e.expired(now) {
 		return false
 	}
 	e.expires = shExpiresAt(now, exptime)
 	return true
 }
 
-// FlushAll marks every entry expired, as nginx does: memory is reclaimed
-// lazily and get_stale still sees the old values.
+// FlushAll marks every entry expired and, as nginx does, frees only the
+// three coldest; the rest go lazily (get_stale may still see them).
 func (d *SharedDict) FlushAll() {
 	d.mu.Lock()
+	defer d.mu.Unlock()
 	for e := d.lru.next; e != &d.lru; e = e.next {
 		e.expires = 1
 	}
-	d.mu.Unlock()
+	d.expireTail(0, d.now())
 }
 
-// FlushExpired removes up to max expired entries (all when max <= 0) and
-// returns how many it removed.
+// FlushExpired removes up to max expired entries (all when max <= 0),
+// coldest first, and returns how many it removed.
 func (d *SharedDict) FlushExpired(max int) int {
 	d.mu.Lock()
 	defer d.mu.Unlock()
@@ -500,11 +628,15 @@ func registerNgxShared(L *lua.LState, ngx *lua.LTable, dicts func(name string) *
 			L.Push(lua.LNil)
 			return 1
 		}
+		// lua-resty-core's dict objects are tables holding the zone
+		// userdata at [1]; type(ngx.shared.X) is "table" there too.
 		ud := L.NewUserData()
 		ud.Value = d
-		ud.Metatable = mt
-		t.RawSetString(string(name), ud)
-		L.Push(ud)
+		obj := L.CreateTable(1, 0)
+		obj.RawSetInt(1, ud)
+		obj.Metatable = mt
+		t.RawSetString(string(name), obj)
+		L.Push(obj)
 		return 1
 	}))
 	shared.Metatable = smt
@@ -536,9 +668,11 @@ var shdictMethods = map[string]lua.LGFunction{
 }
 
 func shCheckDict(L *lua.LState) *SharedDict {
-	if ud, ok := L.Get(1).(*lua.LUserData); ok {
-		if d, ok := ud.Value.(*SharedDict); ok {
-			return d
+	if t, ok := L.Get(1).(*lua.LTable); ok {
+		if ud, ok := t.RawGetInt(1).(*lua.LUserData); ok {
+			if d, ok := ud.Value.(*SharedDict); ok {
+				return d
+			}
 		}
 	}
 	L.RaiseError(`bad "zone" argument`)
@@ -602,18 +736,19 @@ func shdictGet(L *lua.LState, stale bool) int {
 		return 1
 	}
 	pushShValue(L, v)
+	var fl lua.LValue = lua.LNil
 	if flags != 0 {
-		L.Push(lua.LNumber(flags))
-	} else {
-		L.Push(lua.LNil)
+		fl = lua.LNumber(flags)
 	}
 	if stale {
+		L.Push(fl)
 		L.Push(lua.LBool(isStale))
 		return 3
 	}
 	if flags == 0 {
 		return 1
 	}
+	L.Push(fl)
 	return 2
 }
 
