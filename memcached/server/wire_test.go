@@ -121,10 +121,13 @@ func isReset(err error) bool {
 
 // statsCompared are the stats whose values must match memcached's; every
 // other value differs by nature (pid, times, memory layout) and is masked.
+// get_expired and get_flushed are left out: memcached's LRU maintainer
+// thread reclaims dead items at its own pace, so which lookup meets them
+// first is timing.
 var statsCompared = map[string]bool{
 	"version": true, "pointer_size": true, "max_connections": true, "curr_connections": true,
 	"cmd_get": true, "cmd_set": true, "cmd_flush": true, "cmd_touch": true,
-	"get_hits": true, "get_misses": true, "get_expired": true, "get_flushed": true,
+	"get_hits": true, "get_misses": true,
 	"delete_misses": true, "delete_hits": true, "incr_misses": true, "incr_hits": true,
 	"decr_misses": true, "decr_hits": true, "cas_misses": true, "cas_hits": true,
 	"cas_badval": true, "touch_hits": true, "touch_misses": true, "store_too_large": true,
