@@ -176,7 +176,7 @@ func compileNgxRegex(pattern string, flags uint16) (*ngxRegex, string) {
 	} else {
 		src = latin1Runes(nil, pattern)
 	}
-	t := pcreTranslator{src: src, extended: flags&reExtended != 0, dupOK: flags&(reDupNames|reJSCompat) != 0}
+	t := pcreTranslator{src: src, extendedAtStart: flags&reExtended != 0, dupOK: flags&reDupNames != 0}
 	// Pass one numbers the groups and learns their names, so pass two can
 	// resolve references to groups that come later in the pattern.
 	if !t.run() {
@@ -236,21 +236,27 @@ func latin1Runes(dst []rune, s string) []rune {
 type pcreTranslator struct {
 	src      []rune
 	extended bool
-	dupOK    bool // "D" or "J": duplicate names allowed
-	pass2    bool
-	out      strings.Builder
-	ncap     int
-	names    []reName
-	total    int // groups found by pass one
-	open     []openGroup
-	err      string
-	errAt    int
+	// extendedAtStart is the "x" option; (?x) may switch extended later.
+	extendedAtStart bool
+	dupOK           bool // "D": duplicate names allowed
+	pass2           bool
+	out             strings.Builder
+	ncap            int
+	names           []reName
+	total           int // groups found by pass one
+	open            []openGroup
+	err             string
+	errAt           int
 }
 
 // openGroup is a parenthesis not closed yet.
 type openGroup struct {
-	lookbehind bool
-	variable   bool
+	lookbehind bool // (?<= or (?<!
+	zeroWidth  bool // an assertion: it adds no length to its parent
+	variable   bool // lookbehind only: some part is not fixed-length
+	outAt      int  // output offset of the opening, for possessive wrapping
+	branchLen  int  // length of the current alternative so far; -1 variable
+	firstLen   int  // length of the first alternative; noBranch until known
 }
 
 const (
@@ -291,18 +297,27 @@ func (t *pcreTranslator) run() bool {
 	t.ncap = 0
 	t.names = t.names[:0]
 	t.open = t.open[:0]
+	t.extended = t.extendedAtStart
 	canRepeat, afterQuant := false, false
+	atomStart, atomLen := 0, 0
 	i := 0
 	for i < len(t.src) {
 		c := t.src[i]
 		ok := true
 		quant := false
+		before := t.out.Len()
 		switch {
 		case c == '\\':
-			i, ok = t.escape(i)
+			var next int
+			next, ok = t.escape(i)
+			atomStart, atomLen = before, t.escapeLen(i, next)
+			t.addLen(atomLen)
+			i = next
 			canRepeat = true
 		case c == '[':
 			i, ok = t.class(i)
+			atomStart, atomLen = before, 1
+			t.addLen(1)
 			canRepeat = true
 		case c == '(':
 			i, ok = t.group(i)
@@ -311,21 +326,55 @@ func (t *pcreTranslator) run() bool {
 			if len(t.open) == 0 {
 				return t.fail("unmatched parentheses", i)
 			}
-			if t.open[len(t.open)-1].variable {
+			g := t.open[len(t.open)-1]
+			t.open = t.open[:len(t.open)-1]
+			if g.lookbehind && (g.variable || g.branchLen < 0) {
 				return t.fail("lookbehind assertion is not fixed length", i)
 			}
-			t.open = t.open[:len(t.open)-1]
+			n := g.branchLen
+			if !g.lookbehind && g.firstLen != noBranch && g.firstLen != n {
+				n = -1
+			}
+			if g.zeroWidth {
+				n = 0
+			}
+			if n < 0 {
+				t.markVariable()
+			}
+			t.addLen(n)
+			atomStart, atomLen = g.outAt, n
 			t.out.WriteByte(')')
 			i++
 			canRepeat = true
 		case c == '|':
+			if len(t.open) > 0 {
+				g := &t.open[len(t.open)-1]
+				switch {
+				case g.lookbehind:
+					if g.branchLen < 0 {
+						g.variable = true
+					}
+				case g.firstLen == noBranch:
+					g.firstLen = g.branchLen
+				case g.firstLen != g.branchLen:
+					g.firstLen = -1
+				}
+				g.branchLen = 0
+			}
 			t.out.WriteByte('|')
 			i++
 			canRepeat = false
 		case c == '*' || c == '+' || c == '?':
-			if afterQuant && c != '*' {
-				// lazy or possessive modifier of the previous quantifier
-				t.out.WriteRune(c)
+			if afterQuant && c == '+' {
+				// Possessive: PCRE's a*+ is the atomic group (?>a*).
+				q := t.out.String()
+				t.out.Reset()
+				t.out.WriteString(q[:atomStart] + "(?>" + q[atomStart:] + ")")
+				i++
+				break
+			}
+			if afterQuant && c == '?' {
+				t.out.WriteByte('?')
 				i++
 				break
 			}
@@ -333,6 +382,7 @@ func (t *pcreTranslator) run() bool {
 				return t.fail("nothing to repeat", i)
 			}
 			t.markVariable()
+			t.addLen(-1)
 			t.out.WriteRune(c)
 			i++
 			quant = true
@@ -341,20 +391,23 @@ func (t *pcreTranslator) run() bool {
 			if isQuant && hi >= 0 && hi < lo {
 				return t.fail("numbers out of order in {} quantifier", end-1)
 			}
-			if isQuant && canRepeat {
-				if lo != hi {
-					t.markVariable()
-				}
-				quant = true
-			}
 			if isQuant && !canRepeat {
 				return t.fail("nothing to repeat", i)
 			}
 			if isQuant {
+				if lo != hi || atomLen < 0 {
+					t.markVariable()
+					t.addLen(-1)
+				} else {
+					t.addLen((lo - 1) * atomLen)
+				}
 				t.out.WriteString(string(t.src[i:end]))
 				i = end
+				quant = true
 			} else {
 				t.out.WriteString(`\{`)
+				atomStart, atomLen = before, 1
+				t.addLen(1)
 				i++
 				canRepeat = true
 			}
@@ -368,6 +421,11 @@ func (t *pcreTranslator) run() bool {
 			continue
 		default:
 			t.literal(c)
+			atomStart, atomLen = before, 1
+			if c == '^' || c == '$' {
+				atomLen = 0
+			}
+			t.addLen(atomLen)
 			i++
 			canRepeat = true
 		}
@@ -380,6 +438,44 @@ func (t *pcreTranslator) run() bool {
 		return t.fail("missing )", len(t.src))
 	}
 	return true
+}
+
+// noBranch marks a group whose first alternative is not finished yet.
+const noBranch = -2
+
+// addLen adds n characters (-1: a variable amount) to the current branch of
+// the innermost group, for PCRE's fixed-length lookbehind rule.
+func (t *pcreTranslator) addLen(n int) {
+	if len(t.open) == 0 {
+		return
+	}
+	g := &t.open[len(t.open)-1]
+	if g.branchLen < 0 {
+		return
+	}
+	if n < 0 {
+		g.branchLen = -1
+		return
+	}
+	g.branchLen += n
+}
+
+// escapeLen is how many characters the escape at src[i:next] matches: 0 for
+// assertions, -1 for back-references and \R.
+func (t *pcreTranslator) escapeLen(i, next int) int {
+	switch c := t.at(i + 1); {
+	case strings.ContainsRune("bBAzZGE", c):
+		return 0
+	case c == 'Q':
+		n := next - i - 2
+		if next <= len(t.src) && t.at(next-2) == '\\' && t.at(next-1) == 'E' {
+			n -= 2
+		}
+		return max(n, 0)
+	case c >= '1' && c <= '9', c == 'k', c == 'g', c == 'R':
+		return -1
+	}
+	return 1
 }
 
 // markVariable records a variable-length item inside a lookbehind, which
@@ -522,11 +618,11 @@ func (t *pcreTranslator) escape(i int) (int, bool) {
 		}
 		name, j, ok := t.readName(i+3, term)
 		if !ok {
-			return i, t.fail("syntax error in subpattern name (missing terminator)", i)
+			return i, t.fail("syntax error in subpattern name (missing terminator)", j)
 		}
 		g, ok := t.groupByName(name)
 		if !ok {
-			return i, t.fail("reference to non-existent subpattern", i)
+			return i, t.fail("reference to non-existent subpattern", j-1)
 		}
 		t.backref(g)
 		return j, true
@@ -560,11 +656,11 @@ func (t *pcreTranslator) escape(i int) (int, bool) {
 		} else if braced {
 			name, k, ok := t.readName(j, '}')
 			if !ok {
-				return i, t.fail("syntax error in subpattern name (missing terminator)", i)
+				return i, t.fail("syntax error in subpattern name (missing terminator)", k)
 			}
 			var found bool
 			if g, found = t.groupByName(name); !found {
-				return i, t.fail("reference to non-existent subpattern", i)
+				return i, t.fail("reference to non-existent subpattern", k-1)
 			}
 			j = k
 		} else {
@@ -703,7 +799,7 @@ func (t *pcreTranslator) class(i int) (int, bool) {
 					name := string(t.src[i+2 : end])
 					set, ok := rePosixClasses[name]
 					if !ok {
-						return i, t.fail("unknown POSIX class name", i)
+						return i, t.fail("unknown POSIX class name", i+2)
 					}
 					t.out.WriteString(set)
 					i = end + 2
@@ -778,8 +874,8 @@ func (t *pcreTranslator) capture(name string, at int) {
 		}
 		t.names = append(t.names, reName{name, t.ncap, at})
 	}
+	t.push(openGroup{}, t.out.Len())
 	fmt.Fprintf(&t.out, `(?<%d>`, t.ncap)
-	t.open = append(t.open, openGroup{})
 }
 
 func (t *pcreTranslator) group(i int) (int, bool) {
@@ -802,29 +898,29 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 		}
 		return j + 1, true
 	case ':', '=', '!', '>':
+		t.push(openGroup{zeroWidth: c == '=' || c == '!'}, t.out.Len())
 		t.out.WriteString("(?")
 		t.out.WriteRune(c)
-		t.open = append(t.open, openGroup{})
 		return i + 3, true
 	case '|':
 		return i, t.fail("branch reset groups (?| are not supported by luaserve", i)
 	case '<':
 		if d := t.at(i + 3); d == '=' || d == '!' {
+			t.push(openGroup{lookbehind: true, zeroWidth: true}, t.out.Len())
 			t.out.WriteString("(?<")
 			t.out.WriteRune(d)
-			t.open = append(t.open, openGroup{lookbehind: true})
 			return i + 4, true
 		}
 		name, j, ok := t.readName(i+3, '>')
 		if !ok {
-			return i, t.fail("syntax error in subpattern name (missing terminator)", i)
+			return i, t.fail("syntax error in subpattern name (missing terminator)", j)
 		}
 		t.capture(name, j-1)
 		return j, t.err == ""
 	case '\'':
 		name, j, ok := t.readName(i+3, '\'')
 		if !ok {
-			return i, t.fail("syntax error in subpattern name (missing terminator)", i)
+			return i, t.fail("syntax error in subpattern name (missing terminator)", j)
 		}
 		t.capture(name, j-1)
 		return j, t.err == ""
@@ -833,18 +929,18 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 		case '<':
 			name, j, ok := t.readName(i+4, '>')
 			if !ok {
-				return i, t.fail("syntax error in subpattern name (missing terminator)", i)
+				return i, t.fail("syntax error in subpattern name (missing terminator)", j)
 			}
 			t.capture(name, j-1)
 			return j, t.err == ""
 		case '=':
 			name, j, ok := t.readName(i+4, ')')
 			if !ok {
-				return i, t.fail("syntax error in subpattern name (missing terminator)", i)
+				return i, t.fail("syntax error in subpattern name (missing terminator)", j)
 			}
 			g, ok := t.groupByName(name)
 			if !ok {
-				return i, t.fail("reference to non-existent subpattern", i)
+				return i, t.fail("reference to non-existent subpattern", j-1)
 			}
 			t.backref(g)
 			return j, true
@@ -873,10 +969,10 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 			}
 			g, ok := t.groupByName(name)
 			if !ok {
-				return i, t.fail("reference to non-existent subpattern", i)
+				return i, t.fail("reference to non-existent subpattern", k-1)
 			}
+			t.push(openGroup{}, t.out.Len())
 			fmt.Fprintf(&t.out, "(?(%d)", g)
-			t.open = append(t.open, openGroup{})
 			return k + 1, true
 		}
 		if d := t.at(j); d >= '0' && d <= '9' {
@@ -887,19 +983,50 @@ func (t *pcreTranslator) group(i int) (int, bool) {
 			if t.at(k) != ')' {
 				return i, t.fail("malformed number or name after (?(", i)
 			}
+			t.push(openGroup{}, t.out.Len())
 			fmt.Fprintf(&t.out, "(?(%s)", string(t.src[j:k]))
-			t.open = append(t.open, openGroup{})
 			return k + 1, true
 		}
 		// An assertion condition: the assertion is a group of its own.
+		t.push(openGroup{}, t.out.Len())
 		t.out.WriteString("(?")
-		t.open = append(t.open, openGroup{})
 		return i + 2, true
 	}
-	// Inline options such as (?i) or (?s-m:…) mean the same in both.
-	t.out.WriteString("(?")
-	t.open = append(t.open, openGroup{})
-	return i + 2, true
+	// Inline options such as (?i) or (?s-m:…) mean the same in both
+	// dialects; x is applied here, since regexp2 never sees it.
+	j := i + 2
+	on := true
+	for ; j < len(t.src); j++ {
+		r := t.src[j]
+		if r == '-' {
+			on = false
+			continue
+		}
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z') {
+			break
+		}
+		if r == 'x' {
+			t.extended = on
+		}
+	}
+	opts := strings.TrimSuffix(strings.ReplaceAll(string(t.src[i+2:j]), "x", ""), "-")
+	switch t.at(j) {
+	case ')':
+		if opts != "" {
+			t.out.WriteString("(?" + opts + ")")
+		}
+		return j + 1, true
+	case ':':
+		t.push(openGroup{}, t.out.Len())
+		t.out.WriteString("(?" + opts + ":")
+		return j + 1, true
+	}
+	return i, t.fail("unrecognized character after (? or (?-", j)
+}
+
+func (t *pcreTranslator) push(g openGroup, outAt int) {
+	g.outAt, g.firstLen = outAt, noBranch
+	t.open = append(t.open, g)
 }
 
 // reSubject is a subject prepared for regexp2: runes, plus the byte offset
@@ -1021,7 +1148,7 @@ func fillCaptures(L *lua.LState, rx *ngxRegex, subj string, caps []int, rc int, 
 			var arr *lua.LTable
 			for ; j < len(rx.names) && rx.names[j].name == rx.names[i].name; j++ {
 				v := res.RawGetInt(rx.names[j].group)
-				if v == lua.LNil {
+				if v == lua.LNil || v == lua.LFalse {
 					continue
 				}
 				if arr == nil {
