@@ -35,6 +35,9 @@ type Options struct {
 	// Preload adds Go-native modules to every VM (name → loader); the spec
 	// runner registers its HTTP helper this way.
 	Preload map[string]lua.LGFunction
+	// NoHotReload disables the file watcher whatever lua_hot_reload says
+	// (luaserve -hot-reload=false). SIGHUP and -s reload still reload.
+	NoHotReload bool
 }
 
 // Engine is one luaserve server: its listeners, its current generation and
@@ -57,6 +60,7 @@ type Engine struct {
 	mcPools    memcached.Pools // shared by every VM of every generation
 	embedded   *server.Server
 	exiting    atomic.Bool
+	watch      *watcher
 }
 
 // listener is one open listen socket with its fasthttp server. It lives
@@ -188,6 +192,11 @@ func (e *Engine) Start() error {
 	}
 	e.started = true
 	e.writePid(cfg)
+	if !e.opts.NoHotReload {
+		// The watcher checks lua_hot_reload on every poll, so turning it
+		// off (or on) in the config takes effect with the next reload.
+		e.startWatcher()
+	}
 	return nil
 }
 
@@ -340,9 +349,14 @@ func (e *Engine) EmbeddedAddr() string {
 // Reload loads the config again and swaps in a complete new generation. On
 // any error the current generation keeps serving and the error is returned
 // (and logged).
-func (e *Engine) Reload() error {
+func (e *Engine) Reload() error { return e.reload("signal") }
+
+func (e *Engine) reload(why string) error {
 	e.mu.Lock()
 	defer e.mu.Unlock()
+	if e.exiting.Load() {
+		return errors.New("engine: shutting down")
+	}
 	start := time.Now()
 	cfg, err := Load(e.opts.Prefix, e.opts.ConfFile)
 	if err == nil {
@@ -368,16 +382,20 @@ func (e *Engine) Reload() error {
 	e.nextID++
 	old := e.gen.Swap(g)
 	old.release()
-	e.errlog.Logf(luabind.LogNotice, "reloaded configuration: generation %d in %s", g.id, time.Since(start).Round(time.Microsecond))
+	e.logReload(g, why, time.Since(start))
 	return nil
 }
 
 // Shutdown stops serving. Graceful waits for in-flight requests (bounded by
 // ctx); otherwise open connections are closed at once.
 func (e *Engine) Shutdown(ctx context.Context, graceful bool) error {
+	e.exiting.Store(true)
+	if w := e.watch; w != nil {
+		e.watch = nil
+		w.close() // before taking mu: a reload in progress finishes first
+	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	e.exiting.Store(true)
 	if g := e.gen.Load(); g != nil {
 		e.removePid(g.cfg)
 	}

@@ -33,9 +33,16 @@ type generation struct {
 	// sockets holds each location's lua_socket_* settings as luabind sees
 	// them, converted once at load.
 	sockets map[*Location]*luabind.SocketSettings
-	// files caches chunks compiled from *_by_lua_file paths that hold
-	// variables (lua_code_cache on): path → proto.
-	files sync.Map
+	// files caches every Lua file the generation compiled (static and
+	// variable *_by_lua_file paths, modules found by require): path →
+	// proto. sources records what each file looked like when it was read,
+	// for the hot-reload watcher.
+	files   sync.Map
+	srcMu   sync.Mutex
+	sources map[string]fileStamp
+	// noCache are the VM options for lua_code_cache off: a fresh VM per
+	// request that compiles modules itself, as OpenResty does.
+	noCache *luabind.Options
 
 	refs    atomic.Int64
 	closed  chan struct{}
@@ -51,12 +58,23 @@ func (e *Engine) newGeneration(cfg *Config, id int64) (*generation, error) {
 		userVars: make(map[string]int),
 		logs:     make(map[string]*accessLog),
 		sockets:  make(map[*Location]*luabind.SocketSettings),
+		sources:  make(map[string]fileStamp),
 		closed:   make(chan struct{}),
 		created:  time.Now(),
 	}
 	g.refs.Store(1)
+	for _, f := range cfg.Files {
+		g.noteSource(f)
+	}
 	h := cfg.HTTP
 	var initProto *lua.FunctionProto
+	for _, c := range []*LuaChunk{h.InitByLua, h.InitWorkerByLua} {
+		if c != nil && c.Path != nil {
+			if path, static := c.Path.Static(); static {
+				g.noteSource(path)
+			}
+		}
+	}
 	if h.InitByLua != nil {
 		p, err := g.chunkProto(h.InitByLua)
 		if err != nil {
@@ -87,6 +105,7 @@ func (e *Engine) newGeneration(cfg *Config, id int64) (*generation, error) {
 		SharedDict:  e.sharedDict,
 		Pools:       &e.mcPools,
 		Preload:     e.opts.Preload,
+		Compile:     g.compile,
 	}
 	opts.Setup = func(vm *luabind.VM) error {
 		if initProto == nil {
@@ -100,6 +119,9 @@ func (e *Engine) newGeneration(cfg *Config, id int64) (*generation, error) {
 		}
 		return nil
 	}
+	noCache := *opts
+	noCache.Compile = nil
+	g.noCache = &noCache
 	g.pool = newVMPool(opts, h.VMPoolSize, DefaultVMWait)
 	// One VM now proves init_by_lua runs, so a broken one fails the load
 	// (and a reload keeps the old generation) instead of every request.
@@ -135,7 +157,14 @@ func (g *generation) prepare(l *Location) error {
 	}
 	g.sockets[l] = socketSettings(l.Socket)
 	for _, c := range []*LuaChunk{l.Rewrite, l.Access, l.Content, l.Log} {
-		if c == nil || c.Proto != nil || c.Path == nil {
+		if c == nil || c.Path == nil {
+			continue
+		}
+		if path, static := c.Path.Static(); static && c.Proto != nil {
+			g.noteSource(path) // compiled by Load; watch it all the same
+			continue
+		}
+		if c.Proto != nil {
 			continue
 		}
 		if _, static := c.Path.Static(); !static {
@@ -165,7 +194,7 @@ func (g *generation) chunkProto(c *LuaChunk) (*lua.FunctionProto, error) {
 		return c.Proto, nil
 	}
 	path, _ := c.Path.Static()
-	p, err := compileFile(path)
+	p, err := g.compile(path)
 	if err != nil {
 		return nil, &ConfigError{File: c.File, Line: c.Line, Msg: err.Error()}
 	}
@@ -191,19 +220,46 @@ func compileFile(path string) (*lua.FunctionProto, error) {
 // fileProto returns the proto for a *_by_lua_file path resolved for a
 // request: cached per generation unless lua_code_cache is off.
 func (g *generation) fileProto(path string, cache bool) (*lua.FunctionProto, error) {
-	if cache {
-		if p, ok := g.files.Load(path); ok {
-			return p.(*lua.FunctionProto), nil
-		}
+	if !cache {
+		return compileFile(path)
 	}
+	return g.compile(path)
+}
+
+// compile returns the generation's proto for a Lua file, compiling it on
+// first use and noting the file for the hot-reload watcher. Concurrent
+// first uses may compile twice; the first stored proto wins.
+func (g *generation) compile(path string) (*lua.FunctionProto, error) {
+	if p, ok := g.files.Load(path); ok {
+		return p.(*lua.FunctionProto), nil
+	}
+	g.noteSource(path) // before reading: a write racing the read triggers one more reload, never a missed one
 	p, err := compileFile(path)
 	if err != nil {
 		return nil, err
 	}
-	if cache {
-		g.files.Store(path, p)
+	actual, _ := g.files.LoadOrStore(path, p)
+	return actual.(*lua.FunctionProto), nil
+}
+
+func (g *generation) noteSource(path string) {
+	st := statFile(path)
+	g.srcMu.Lock()
+	if _, ok := g.sources[path]; !ok {
+		g.sources[path] = st
 	}
-	return p, nil
+	g.srcMu.Unlock()
+}
+
+// sourceStamps returns a copy of the files the generation was built from.
+func (g *generation) sourceStamps() map[string]fileStamp {
+	g.srcMu.Lock()
+	defer g.srcMu.Unlock()
+	out := make(map[string]fileStamp, len(g.sources))
+	for k, v := range g.sources {
+		out[k] = v
+	}
+	return out
 }
 
 // tryAcquire takes a reference unless the generation already retired.

@@ -26,6 +26,7 @@ type reqState struct {
 	srv     *Server
 	loc     *Location
 	vm      *luabind.VM
+	freshVM bool // lua_code_cache off: closed, not pooled, after the request
 	scratch []byte
 	tmpl    []byte
 	path    []byte
@@ -95,7 +96,11 @@ func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
 	e.serve(rs)
 	if rs.vm != nil {
 		rs.vm.End()
-		g.pool.put(rs.vm)
+		if rs.freshVM {
+			rs.vm.Close()
+		} else {
+			g.pool.put(rs.vm)
+		}
 	}
 	rs.reset()
 	reqPool.Put(rs)
@@ -104,7 +109,7 @@ func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
 func (rs *reqState) reset() {
 	rs.lr.Reset()
 	rs.caps.reset()
-	rs.g, rs.srv, rs.loc, rs.vm = nil, nil, nil, nil
+	rs.g, rs.srv, rs.loc, rs.vm, rs.freshVM = nil, nil, nil, nil, false
 }
 
 // serve runs location matching and the phases, restarting on ngx.exec.
@@ -230,6 +235,16 @@ func (rs *reqState) runPhases() bool {
 	return false
 }
 
+// getVM takes a VM from the generation's pool, or, under lua_code_cache
+// off, makes a fresh one that reads every module from disk again.
+func (rs *reqState) getVM() (*luabind.VM, error) {
+	if !rs.loc.LuaCodeCache {
+		rs.freshVM = true
+		return luabind.NewVM(rs.g.noCache)
+	}
+	return rs.g.pool.get()
+}
+
 // runChunk runs one phase handler; false means it failed and the response
 // (500 or 503) is final.
 func (rs *reqState) runChunk(c *LuaChunk) bool {
@@ -247,7 +262,7 @@ func (rs *reqState) runChunk(c *LuaChunk) bool {
 		return false
 	}
 	if rs.vm == nil {
-		vm, err := rs.g.pool.get()
+		vm, err := rs.getVM()
 		if err != nil {
 			e.errlog.Log(luabind.LogErr, r, "failed to get a Lua VM: "+err.Error())
 			if errors.Is(err, ErrPoolExhausted) {
@@ -383,7 +398,7 @@ func (rs *reqState) runLogChunk(c *LuaChunk) {
 		return
 	}
 	if rs.vm == nil {
-		vm, err := rs.g.pool.get()
+		vm, err := rs.getVM()
 		if err != nil {
 			e.errlog.Log(luabind.LogErr, r, "failed to get a Lua VM for log_by_lua: "+err.Error())
 			return

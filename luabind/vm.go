@@ -55,6 +55,10 @@ type Options struct {
 	// Clock is the cached time behind ngx.now and friends (default: one
 	// process-wide clock the engine updates per request, see UpdateClock).
 	Clock Clock
+	// Compile, when set, compiles the Lua files require finds on
+	// package.path (see installSearcher); nil keeps gopher-lua's loader,
+	// which reads and compiles the file in each VM.
+	Compile func(path string) (*lua.FunctionProto, error)
 	// Pools are the process-wide memcached connection pools every VM's
 	// memcached modules draw from; the engine owns them, so they survive
 	// reloads. Nil means a private set (tests).
@@ -150,6 +154,7 @@ func NewVM(opts *Options) (*VM, error) {
 	vm.newEnv()
 	vm.openNgx()
 	vm.openModules()
+	vm.installSearcher()
 	for name, loader := range opts.Preload {
 		L.PreloadModule(name, vm.guard(loader))
 	}

@@ -1,7 +1,7 @@
 // Command luaserve serves HTTP with Lua handlers configured through an
 // nginx.conf subset. Its flags are nginx's:
 //
-//	luaserve [-p prefix] [-c file] [-t] [-s reload|stop|quit] [-v|-V]
+//	luaserve [-p prefix] [-c file] [-t] [-s reload|stop|quit] [-v|-V] [-hot-reload=false]
 //	luaserve memcached [-l addr] [-m megabytes] [-I item-size] [-S user:password]
 //	luaserve [-p prefix] test [-memcached host:port] [-v] [paths…]
 //	luaserve version
@@ -65,6 +65,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	sig := fs.String("s", "", "send signal to the running instance: reload, stop, quit")
 	v := fs.Bool("v", false, "show version and exit")
 	V := fs.Bool("V", false, "show version and configure options then exit")
+	hotReload := fs.Bool("hot-reload", true, "reload when the config, a script or a module changes (as lua_hot_reload on)")
 	fs.Usage = func() {
 		fmt.Fprintf(stderr, "Usage: luaserve [-p prefix] [-c file] [-t] [-s signal] [-v|-V]\n"+
 			"       luaserve [-p prefix] test [-memcached host:port] [-v] [paths...]\n"+
@@ -107,10 +108,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "luaserve: the configuration file %s syntax is ok\nluaserve: configuration file %s test is successful\n", confPath, confPath)
 		return exitOK
 	}
-	return serve(*prefix, *conf, stderr)
+	return serve(*prefix, *conf, *hotReload, stderr)
 }
 
-func serve(prefix, conf string, stderr io.Writer) int {
+func serve(prefix, conf string, hotReload bool, stderr io.Writer) int {
 	// LUASERVE_CPUPROFILE=file profiles the whole run (benchmarks use it
 	// to see where a route's time goes under load).
 	if path := os.Getenv("LUASERVE_CPUPROFILE"); path != "" {
@@ -128,7 +129,7 @@ func serve(prefix, conf string, stderr io.Writer) int {
 			f.Close()
 		}()
 	}
-	e, err := engine.New(engine.Options{Prefix: prefix, ConfFile: conf})
+	e, err := engine.New(engine.Options{Prefix: prefix, ConfFile: conf, NoHotReload: !hotReload})
 	if err != nil {
 		fmt.Fprintf(stderr, "luaserve: [emerg] %v\n", err)
 		return exitError
