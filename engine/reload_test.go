@@ -2,6 +2,7 @@ package engine
 
 import (
 	"net"
+	"runtime"
 	"os"
 	"path/filepath"
 	"strings"
@@ -169,4 +170,62 @@ func TestLuaCodeCacheOffRecompilesEveryRequest(t *testing.T) {
 	writeFile(t, filepath.Join(s.prefix, "lua/script.lua"), `ngx.say("v2")`, true)
 	_, body = s.get(t, "/script")
 	assert.Equal(t, "v2\n", body)
+}
+
+func openFDs(t *testing.T) int {
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Skip("no /proc/self/fd")
+	}
+	return len(entries)
+}
+
+func heapInUse() uint64 {
+	var m runtime.MemStats
+	for i := 0; i < 3; i++ {
+		runtime.GC()
+	}
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse
+}
+
+// TestReloadLeaksNothing: after 100 reloads (each building a generation with
+// its VM pool, the old one drained and closed) goroutines, descriptors and
+// heap are back near the baseline.
+func TestReloadLeaksNothing(t *testing.T) {
+	if testing.Short() {
+		t.Skip("100 reloads")
+	}
+	s := startEngine(t, "lua_hot_reload off;\n"+reloadServer, reloadFiles())
+	warm := func() {
+		for _, u := range []string{"/script", "/r/a", "/mod", "/mod2"} {
+			code, _ := s.get(t, u)
+			require.Equal(t, 200, code)
+		}
+	}
+	warm()
+	require.NoError(t, s.e.Reload())
+	warm()
+	time.Sleep(50 * time.Millisecond)
+	g0, fd0, h0 := runtime.NumGoroutine(), openFDs(t), heapInUse()
+	for i := 0; i < 100; i++ {
+		require.NoError(t, s.e.Reload())
+		warm()
+	}
+	var g1, fd1 int
+	var h1 uint64
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		time.Sleep(50 * time.Millisecond)
+		g1, fd1, h1 = runtime.NumGoroutine(), openFDs(t), heapInUse()
+		if g1 <= g0+5 && fd1 <= fd0+5 || time.Now().After(deadline) {
+			break
+		}
+	}
+	t.Logf("after 100 reloads: goroutines %d → %d, open fds %d → %d, heap in use %.1f MB → %.1f MB",
+		g0, g1, fd0, fd1, float64(h0)/1e6, float64(h1)/1e6)
+	assert.LessOrEqual(t, g1, g0+5, "goroutines")
+	assert.LessOrEqual(t, fd1, fd0+5, "file descriptors")
+	assert.Less(t, h1, h0+32<<20, "heap grows by less than 32 MB")
+	assert.Equal(t, int64(102), s.e.Generation())
 }
