@@ -288,7 +288,7 @@ func (c *conn) binaryDispatch(h *reqHeader, ext, key []byte) (action, bool) {
 			c.binError(h, memcached.StatusOutOfMemory, vlen)
 			break
 		}
-		c.pend = pending{active: true, binary: true, opcode: cmd, opaque: h.opaque,
+		c.pend = pending{active: true, opcode: cmd,
 			key: c.keyBuf[:copy(c.keyBuf[:], key)], vlen: int(vlen)}
 		c.pendHdr = *h
 		return c.binaryValue()
@@ -319,7 +319,7 @@ func (c *conn) binStoreStart(h *reqHeader, cmd memcached.Opcode, mode storeMode,
 		c.binErrorText(h, memcached.StatusOutOfMemory, "Out of memory allocating item", vlen)
 		return actMore, true
 	}
-	c.pend = pending{active: true, binary: true, mode: mode, opcode: cmd, noreply: quiet,
+	c.pend = pending{active: true, mode: mode, opcode: cmd, noreply: quiet,
 		key: c.keyBuf[:copy(c.keyBuf[:], key)], flags: flags, exp: exp, cas: h.cas, vlen: int(vlen)}
 	c.pendHdr = *h
 	return c.binaryValue()

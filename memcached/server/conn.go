@@ -5,6 +5,7 @@ import (
 	"io"
 	"net"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"luaserve/memcached"
@@ -31,13 +32,12 @@ const (
 	actClose               // close without flushing
 )
 
-// pending is a storage command whose value has not fully arrived.
+// pending is a storage (or SASL) command whose value has not fully
+// arrived; for binary ones conn.pendHdr keeps the request header.
 type pending struct {
 	active  bool
-	binary  bool
 	mode    storeMode
-	opcode  memcached.Opcode
-	opaque  uint32
+	opcode  memcached.Opcode // binary only
 	noreply bool
 	key     []byte // into keyBuf
 	flags   uint32
@@ -111,7 +111,7 @@ func (c *conn) serve() {
 			return
 		}
 		if err := c.fill(); err != nil {
-			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, net.ErrClosed) && !errors.Is(err, syscall.ECONNRESET) {
 				c.s.logf("memcached/server: %v", err)
 			}
 			return
