@@ -15,6 +15,9 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
+	lua "github.com/yuin/gopher-lua"
+
+	"luaserve/luabind"
 )
 
 // syncBuffer is an error log the test can read while the engine writes.
@@ -326,4 +329,62 @@ func TestEngineServerLevelSetAndReturnRunBeforeLocations(t *testing.T) {
 	code, _, resp := s.do(t, "GET", "/a?b=1", "", "Host", "old.example")
 	assert.Equal(t, 301, code)
 	assert.Equal(t, "http://new.example/a?b=1", string(resp.Header.Peek("Location")))
+}
+
+// A Go function reached from Lua that panics: the request answers 500 with
+// an [error] line, the VM is discarded, and the server keeps serving.
+func TestEngineSurvivesGoPanicFromLua(t *testing.T) {
+	prefix := t.TempDir()
+	addr := freeAddr(t)
+	require.NoError(t, os.MkdirAll(filepath.Join(prefix, "conf"), 0o755))
+	require.NoError(t, os.WriteFile(filepath.Join(prefix, "conf/nginx.conf"), []byte(`
+http {
+	lua_vm_pool_size 1;
+	server {
+		listen `+addr+`;
+		location /panic { content_by_lua_block { require("gopanic").boom() } }
+		location /state { content_by_lua_block { counter = (counter or 0) + 1 ngx.say(package.loaded.gopanic and "loaded" or "fresh") } }
+	}
+}`), 0o644))
+	log := &syncBuffer{}
+	e, err := New(Options{Prefix: prefix, ErrorLog: log, Preload: map[string]lua.LGFunction{
+		"gopanic": func(L *lua.LState) int {
+			L.Push(L.SetFuncs(L.NewTable(), map[string]lua.LGFunction{
+				"boom": func(L *lua.LState) int {
+					var m map[string]int
+					m["x"] = 1 // a Go bug: assignment to a nil map
+					return 0
+				},
+			}))
+			return 1
+		},
+	}})
+	require.NoError(t, err)
+	require.NoError(t, e.Start())
+	defer e.Shutdown(context.Background(), false)
+	s := &testServer{e: e, prefix: prefix, addr: addr, log: log, client: &fasthttp.Client{}}
+
+	code, _ := s.get(t, "/panic")
+	assert.Equal(t, 500, code)
+	assert.Contains(t, log.String(), "assignment to entry in nil map")
+	// With a pool of one VM, the next request gets a new VM: the broken one
+	// (which had loaded the module) was discarded.
+	code, body := s.get(t, "/state")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "fresh\n", body)
+}
+
+func BenchmarkVMPoolGetPut(b *testing.B) {
+	p := newVMPool(&luabind.Options{}, 64, time.Second)
+	defer p.close()
+	b.ReportAllocs()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			vm, err := p.get()
+			if err != nil {
+				panic(err)
+			}
+			p.put(vm)
+		}
+	})
 }

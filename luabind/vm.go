@@ -3,6 +3,7 @@ package luabind
 import (
 	"errors"
 	"fmt"
+	"runtime"
 	"strings"
 	"sync"
 	"time"
@@ -279,6 +280,11 @@ func (vm *VM) traceback(L *lua.LState) int {
 	if vm.run.cancelled() {
 		return 1
 	}
+	if panickedInGo() {
+		// The Go side may have failed half-way through changing state the
+		// VM relies on: finish this request, then discard the VM.
+		vm.broken = true
+	}
 	v := L.Get(1)
 	msg, ok := v.(lua.LString)
 	if !ok {
@@ -318,20 +324,31 @@ func (vm *VM) traceback(L *lua.LState) int {
 	return 1
 }
 
-// guard marks the VM broken when a Go function reached from Lua panics: the
-// panic still becomes a Lua error (gopher-lua recovers it), but a VM whose Go
-// side failed half-way is not reused.
-func (vm *VM) guard(fn lua.LGFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		defer func() {
-			if r := recover(); r != nil {
-				if _, ok := r.(*lua.ApiError); !ok {
-					vm.broken = true
-				}
-				panic(r)
-			}
-		}()
-		return fn(L)
+// guard is kept for the bindings that wrap their functions with it; Go
+// panics are detected centrally in traceback (panickedInGo), so it needs to
+// add nothing.
+func (vm *VM) guard(fn lua.LGFunction) lua.LGFunction { return fn }
+
+// panickedInGo reports whether the error being handled is a Go panic (a bug
+// in Go code reached from Lua) rather than a Lua error. gopher-lua raises
+// Lua errors with panic() from its own functions; the frame just outside
+// runtime.gopanic tells which it was. Only called on the error path.
+func panickedInGo() bool {
+	pcs := make([]uintptr, 64)
+	n := runtime.Callers(2, pcs)
+	frames := runtime.CallersFrames(pcs[:n])
+	afterPanic := false
+	for {
+		f, more := frames.Next()
+		if afterPanic {
+			return !strings.HasPrefix(f.Function, "github.com/yuin/gopher-lua.")
+		}
+		if f.Function == "runtime.gopanic" {
+			afterPanic = true
+		}
+		if !more {
+			return false
+		}
 	}
 }
 

@@ -182,3 +182,26 @@ func TestHugeIntegerKeyStaysCheap(t *testing.T) {
 	assert.Equal(t, "120\n", string(ctx.Response.Body()))
 	assert.Less(t, after.TotalAlloc-before.TotalAlloc, uint64(16<<20), "t[1e7] must not grow the array part to 10M slots")
 }
+
+func TestOnlyGoPanicsBreakTheVM(t *testing.T) {
+	vm, err := NewVM(&Options{})
+	require.NoError(t, err)
+	defer vm.Close()
+	vm.L.SetGlobal("gobug", vm.L.NewFunction(func(L *lua.LState) int {
+		var p *Request
+		return p.NCap // nil pointer dereference
+	}))
+	run := func(code string) error {
+		vm.Bind(&Request{Ctx: &fasthttp.RequestCtx{}, Phase: PhaseContent})
+		defer vm.End()
+		return vm.Run(compile(t, "x", code), time.Second)
+	}
+	for _, code := range []string{`error("lua error")`, `local t = nil; return t.x`, `ngx.say(print)`, `error({})`, `ngx.exit(500)`} {
+		run(code)
+		require.False(t, vm.Broken(), "%s must not break the VM", code)
+	}
+	err = run(`gobug()`)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "nil pointer dereference")
+	assert.True(t, vm.Broken())
+}
