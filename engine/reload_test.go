@@ -2,9 +2,9 @@ package engine
 
 import (
 	"net"
-	"runtime"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
