@@ -30,7 +30,7 @@ const (
 // RFC 3986 variant (everything but ALPHA DIGIT - . _ ~), not nginx core's.
 var ngxEscapeTables = [7]*[8]uint32{
 	{0xffffffff, 0x80000029, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
-	{0xffffffff, 0x88000869, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
+	{0xffffffff, 0x80000829, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
 	{0xffffffff, 0xfc00987d, 0x78000001, 0xb8000001, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
 	{0xffffffff, 0x000000ad, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
 	{0xffffffff, 0x00000085, 0x00000000, 0x80000000, 0xffffffff, 0xffffffff, 0xffffffff, 0xffffffff},
@@ -173,7 +173,7 @@ func ngxEscapeURI(L *lua.LState) int {
 	if v := L.Get(2); v != lua.LNil {
 		n, ok := v.(lua.LNumber)
 		if !ok {
-			L.RaiseError(`"type" is not number`)
+			L.RaiseError(`"type" is not a number`)
 		}
 		if n < 0 || n > EscapeTypeMailAuth {
 			L.RaiseError(`"type" %s out of range`, ngxFormatNumber(float64(n)))

@@ -121,7 +121,7 @@ func TestEncodeEscapeURI(t *testing.T) {
 		{"!*'();:@&=+$,/?#[]", EscapeTypeURIComponent, "!*'()%3B%3A%40%26%3D%2B%24%2C%2F%3F%23%5B%5D"},
 		{"\x00\x7f\x80\xff", EscapeTypeURIComponent, "%00%7F%80%FF"},
 		{"/a b?c#d%e\"<>", EscapeTypeURI, "/a%20b%3Fc%23d%25e\"<>"},
-		{"a b&c+d;e", EscapeTypeArgs, "a%20b%26c%2Bd%3Be"},
+		{"a b&c+d;e?", EscapeTypeArgs, "a%20b&c%2Bd;e%3F"},
 		{"k y%\x01é", EscapeTypeMemcached, "k%20y%25%01é"},
 		{"", EscapeTypeURIComponent, ""},
 	}
