@@ -9,6 +9,10 @@ func init() {
 	// array part, so t[1e7] = 1 from request data would allocate ~160 MB.
 	// Larger keys simply live in the hash part, invisible to Lua code.
 	lua.MaxArrayIndex = 1 << 20
+	// Lua 5.0's implicit `arg` table in vararg functions: LuaJIT (and so
+	// OpenResty) has none, and building it cost every chunk run (main
+	// chunks are vararg) a table. Must be set before anything compiles.
+	lua.CompatVarArg = false
 }
 
 // unavailable are modules OpenResty code requires that cannot exist on

@@ -393,11 +393,16 @@ func (c *runContext) start(timeout time.Duration) {
 	c.mu.Unlock()
 }
 
-// finish ends a run and returns why it was cancelled, if it was.
+// finish ends a run and returns why it was cancelled, if it was. A run that
+// ended after its deadline timed out even if the timer had not fired yet:
+// I/O bound by the same deadline may have failed first.
 func (c *runContext) finish() error {
 	c.mu.Lock()
 	c.running = false
 	err := c.err
+	if err == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+		err = ErrTimeout
+	}
 	c.mu.Unlock()
 	return err
 }

@@ -205,3 +205,9 @@ func TestOnlyGoPanicsBreakTheVM(t *testing.T) {
 	assert.Contains(t, err.Error(), "nil pointer dereference")
 	assert.True(t, vm.Broken())
 }
+
+func TestNoImplicitArgTable(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/", `local function f(...) return arg end ngx.say(type(f(1, 2)), select("#", ...))`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "nil0\n", string(ctx.Response.Body()), "LuaJIT has no Lua 5.0 arg table")
+}
