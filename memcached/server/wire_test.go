@@ -132,7 +132,7 @@ var statsCompared = map[string]bool{
 	"decr_misses": true, "decr_hits": true, "cas_misses": true, "cas_hits": true,
 	"cas_badval": true, "touch_hits": true, "touch_misses": true, "store_too_large": true,
 	"auth_cmds": true, "auth_errors": true, "limit_maxbytes": true, "threads": true,
-	"curr_items": true, "total_items": true, "evictions": true,
+	"curr_items": true, "total_items": true, "evictions": true, "bytes": true,
 	"maxbytes": true, "maxconns": true, "cas_enabled": true, "binding_protocol": true,
 	"auth_enabled_sasl": true, "item_size_max": true, "flush_enabled": true, "evictions_on": true,
 }
