@@ -66,6 +66,7 @@ func newNgxtState(t testing.TB, clock Clock) *ngxtState {
 		"mid":       NewSharedDict("mid", 100<<10),
 		"space100k": NewSharedDict("space100k", 100<<10),
 		"space1m":   NewSharedDict("space1m", 1<<20),
+		"more":      NewSharedDict("more", 1<<20),
 	}}
 	t.Cleanup(s.L.Close)
 	if clock == nil {
@@ -92,6 +93,10 @@ func newNgxtState(t testing.TB, clock Clock) *ngxtState {
 	}
 	ngx.RawSetString("say", s.L.NewFunction(say(true)))
 	ngx.RawSetString("print", s.L.NewFunction(say(false)))
+	ngx.RawSetString("sleep", s.L.NewFunction(func(L *lua.LState) int {
+		time.Sleep(time.Duration(float64(L.CheckNumber(1)) * float64(time.Second)))
+		return 0
+	}))
 	s.L.SetGlobal("ngx", ngx)
 	return s
 }
@@ -359,6 +364,7 @@ http {
     lua_shared_dict mid 100k;
     lua_shared_dict space100k 100k;
     lua_shared_dict space1m 1m;
+    lua_shared_dict more 1m;
     server {
         listen %[4]s;
 %[5]s    }

@@ -590,6 +590,11 @@ func (t *pcreTranslator) escape(i int) (int, bool) {
 		t.out.WriteString(`[^\n\x0B\f\r\x85]`)
 	case 'R':
 		t.out.WriteString(`(?:\r\n|[\n\x0B\f\r\x85])`)
+	case 'b':
+		// PCRE's word boundary uses the ASCII \w, regexp2's a Unicode one.
+		t.out.WriteString(`(?:(?<=[` + asciiWord + `])(?![` + asciiWord + `])|(?<![` + asciiWord + `])(?=[` + asciiWord + `]))`)
+	case 'B':
+		t.out.WriteString(`(?:(?<=[` + asciiWord + `])(?=[` + asciiWord + `])|(?<![` + asciiWord + `])(?![` + asciiWord + `]))`)
 	case 'Q':
 		j := i + 2
 		for j < len(t.src) && !(t.src[j] == '\\' && t.at(j+1) == 'E') {

@@ -525,13 +525,14 @@ func (d *SharedDict) llen(key string) (int, string) {
 	return len(e.list), ""
 }
 
-// ttl returns the remaining lifetime in seconds (0: never expires).
+// ttl returns the remaining lifetime in seconds (0: never expires). An
+// expired entry not yet removed reports a negative ttl, as in nginx.
 func (d *SharedDict) ttl(key string) (float64, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
 	e := d.lookup(key)
-	if e == nil || e.expired(now) {
+	if e == nil {
 		return 0, false
 	}
 	if e.expires == 0 {
@@ -584,14 +585,14 @@ func (d *SharedDict) FlushExpired(max int) int {
 	return n
 }
 
-// Keys returns up to max live keys (all when max <= 0), most recently used
-// first.
+// Keys returns up to max live keys (all when max <= 0), least recently
+// used first, in the order lua-nginx-module walks its queue.
 func (d *SharedDict) Keys(max int) []string {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
 	var keys []string
-	for e := d.lru.next; e != &d.lru; e = e.next {
+	for e := d.lru.prev; e != &d.lru; e = e.prev {
 		if e.expired(now) {
 			continue
 		}
@@ -738,7 +739,7 @@ func shdictGet(L *lua.LState, stale bool) int {
 	pushShValue(L, v)
 	var fl lua.LValue = lua.LNil
 	if flags != 0 {
-		fl = lua.LNumber(flags)
+		fl = lua.LNumber(int32(flags))
 	}
 	if stale {
 		L.Push(fl)
@@ -764,6 +765,15 @@ func shOptNumber(L *lua.LState, n int, name string) float64 {
 	return 0
 }
 
+// shFlags converts user flags as lua-resty-core's FFI call does: to a C
+// int, where values out of range become INT_MIN (x86-64 cvttsd2si).
+func shFlags(f float64) uint32 {
+	if f != f || f >= 1<<31 || f < -(1<<31) {
+		return 1 << 31
+	}
+	return uint32(int32(f))
+}
+
 func pushStoreResult(L *lua.LState, ok bool, err string, forcible bool) int {
 	L.Push(lua.LBool(ok))
 	if err != "" {
@@ -785,7 +795,7 @@ func shdictStore(L *lua.LState, op StoreOp) int {
 	if exptime < 0 {
 		L.RaiseError(`bad "exptime" argument`)
 	}
-	flags := shOptNumber(L, 5, "flags")
+	flags := shFlags(shOptNumber(L, 5, "flags"))
 	var v shValue
 	isNil := false
 	switch lv := L.Get(3).(type) {
@@ -805,7 +815,7 @@ func shdictStore(L *lua.LState, op StoreOp) int {
 		L.Push(lua.LString("bad value type"))
 		return 2
 	}
-	ok, err, forcible := d.store(op, key, v, isNil, exptime, uint32(flags))
+	ok, err, forcible := d.store(op, key, v, isNil, exptime, flags)
 	return pushStoreResult(L, ok, err, forcible)
 }
 
