@@ -146,6 +146,10 @@ func ngxFormatNumber(f float64) string {
 	return strconv.FormatFloat(f, 'g', 14, 64)
 }
 
+// registerNgxEncoding installs ngx.escape_uri, unescape_uri, encode_args,
+// decode_args, encode_base64, decode_base64, md5, md5_bin, sha1_bin,
+// hmac_sha1, crc32_short, crc32_long and quote_sql_str on ngx. They keep no
+// per-VM state.
 func registerNgxEncoding(L *lua.LState, ngx *lua.LTable) {
 	fns := map[string]lua.LGFunction{
 		"escape_uri":    ngxEscapeURI,

@@ -425,3 +425,12 @@ http {
 		})
 	}
 }
+
+func ExampleEscapeURI() {
+	key := EscapeURI(nil, []byte("user:42 name=Ana&x"), EscapeTypeURIComponent)
+	fmt.Println(string(key))
+	fmt.Println(string(UnescapeURI(nil, key)))
+	// Output:
+	// user%3A42%20name%3DAna%26x
+	// user:42 name=Ana&x
+}

@@ -1176,6 +1176,8 @@ func fillCaptures(L *lua.LState, rx *ngxRegex, subj string, caps []int, rc int, 
 	return res
 }
 
+// registerNgxRe installs ngx.re (match, find, gmatch, sub, gsub) on ngx.
+// Compiled "o" patterns are shared process-wide; scratch buffers are per VM.
 func registerNgxRe(L *lua.LState, ngx *lua.LTable) {
 	st := &reState{}
 	re := L.NewTable()

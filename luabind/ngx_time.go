@@ -40,6 +40,9 @@ func (c *CachedClock) Update() {
 	c.nanos.Store(time.Now().Truncate(time.Millisecond).UnixNano())
 }
 
+// registerNgxTime installs ngx.now, time, today, localtime, utctime,
+// update_time, http_time, cookie_time and parse_http_time on ngx, reading
+// the time from clock.
 func registerNgxTime(L *lua.LState, ngx *lua.LTable, clock Clock) {
 	fns := map[string]lua.LGFunction{
 		"now": func(L *lua.LState) int {

@@ -608,6 +608,9 @@ func (d *SharedDict) Keys(max int) []string {
 
 const shdictTypeName = "luaserve.shdict"
 
+// registerNgxShared installs ngx.shared: ngx.shared.NAME is the dict that
+// dicts(NAME) returns (nil when it returns nil), resolved on first use and
+// then kept, so it is the same object for the VM's lifetime.
 func registerNgxShared(L *lua.LState, ngx *lua.LTable, dicts func(name string) *SharedDict) {
 	mt := L.NewTypeMetatable(shdictTypeName)
 	methods := L.SetFuncs(L.NewTable(), shdictMethods)
