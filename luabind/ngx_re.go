@@ -1361,7 +1361,13 @@ func (st *reState) gmatch(L *lua.LState) int {
 	it.prepare(subj, rx.flags)
 	caps := make([]int, 2*(rx.ncap+1))
 	pos, done := 0, false
-	L.Push(L.NewFunction(func(L *lua.LState) int {
+	// lua-resty-core's iterator is a table with a __call metamethod, so
+	// type(it) is "table"; calling it ignores the self argument.
+	iter := L.NewTable()
+	mt := L.NewTable()
+	iter.Metatable = mt
+	L.Push(iter)
+	mt.RawSetString("__call", L.NewFunction(func(L *lua.LState) int {
 		if done {
 			L.Push(lua.LNil)
 			return 1
