@@ -184,11 +184,12 @@ func ngxEscapeURI(L *lua.LState) int {
 		}
 		kind = int(n)
 	}
-	if ngxEscapedLen(s, kind) == len(s) {
+	n := ngxEscapedLen(s, kind)
+	if n == len(s) {
 		L.Push(lua.LString(s))
 		return 1
 	}
-	L.Push(lua.LString(EscapeURI(make([]byte, 0, ngxEscapedLen(s, kind)), []byte(s), kind)))
+	L.Push(lua.LString(EscapeURI(make([]byte, 0, n), []byte(s), kind)))
 	return 1
 }
 
