@@ -323,6 +323,8 @@ func (c *conn) textGet(n int, rest []byte, withCAS, touch bool) {
 			if len(key) > memcached.MaxKeyLen {
 				// memcached drops every reply still queued on the
 				// connection here, not just this command's.
+				clear(c.refs)
+				c.refs = c.refs[:0]
 				c.out = append(c.out[:0], rBadFormat...)
 				return
 			}
