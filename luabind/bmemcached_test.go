@@ -5,6 +5,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -389,4 +390,20 @@ func TestBmemSASLErrors(t *testing.T) {
 			assert.Contains(t, err.Error(), tt.want)
 		})
 	}
+}
+
+func TestBmemUnixSocket(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "mc.sock")
+	srv, err := server.Start(server.Config{Addr: "unix:" + path})
+	require.NoError(t, err)
+	t.Cleanup(func() { srv.Close() })
+	v := newBmemVM(t, nil)
+	out, err := v.run(t, bmemBackend{}, `
+		local ses = require("resty.bmemcached").cluster({ socket = "`+path+`" }):bucket():session()
+		ses:set("u", "over unix")
+		local w = ses:setQ("u2", "x")
+		ngx.say(ses:get("u").value, " ", w.peer.pool)
+		ses:setkeepalive()`)
+	require.NoError(t, err)
+	assert.Equal(t, "over unix "+path+"/default\n", out)
 }
