@@ -40,6 +40,12 @@ type bmem struct {
 	extras [20]byte
 
 	clusterMT, bucketMT, sessionMT, connMT *lua.LTable
+
+	// Sessions that opened connections in the current request, released
+	// by requestEnd (registered once per request, as endFn).
+	active []*bmemSession
+	hooked bool
+	endFn  func()
 }
 
 // nextOpaque returns a fresh non-zero opaque: zero is reserved for the

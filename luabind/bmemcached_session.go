@@ -19,8 +19,7 @@ type bmemSession struct {
 	b      *bmemBucket
 	conns  []*bmemConn // by server index; nil where not open
 	one    [1]*bmemConn
-	hooked bool   // release registered for the current request
-	end    func() // s.releaseForgotten, made once
+	hooked bool // to be released when the current request ends
 }
 
 // bmemConn is one of a session's connections and the bookkeeping that says
@@ -319,11 +318,7 @@ func (s *bmemSession) conn(L *lua.LState, idx int) *bmemConn {
 		bc = &bmemConn{s: s, idx: idx, c: c, pool: pool}
 		s.conns[idx] = bc
 		if !s.hooked && s.m.vm.req != nil {
-			if s.end == nil {
-				s.end = s.releaseForgotten
-			}
-			s.hooked = true
-			s.m.vm.OnRequestEnd(s.end)
+			s.m.track(s)
 		}
 	}
 	bc.c.SetTimeouts(send, read)
@@ -658,6 +653,29 @@ func (s *bmemSession) put(bc *bmemConn) {
 	}
 	bc.pool.Put(bc.c, idle, size)
 	bc.detach()
+}
+
+// track has s released when the current request ends. One hook per VM
+// and request serves every session, so a session costs no closure.
+func (m *bmem) track(s *bmemSession) {
+	s.hooked = true
+	m.active = append(m.active, s)
+	if !m.hooked {
+		m.hooked = true
+		if m.endFn == nil {
+			m.endFn = m.requestEnd
+		}
+		m.vm.OnRequestEnd(m.endFn)
+	}
+}
+
+func (m *bmem) requestEnd() {
+	m.hooked = false
+	for i, s := range m.active {
+		s.releaseForgotten()
+		m.active[i] = nil
+	}
+	m.active = m.active[:0]
 }
 
 // releaseForgotten runs when the request ends: connections with nothing
