@@ -19,6 +19,21 @@ import (
 // so every VM that builds the same bucket shares one set of connections.
 // Operational failures are raised as Lua errors, as the library "throws the
 // error"; memcached statuses (miss, exists, not stored) are results.
+//
+// What a porter may notice:
+//   - host/port name a memcached server (not a Couchbase REST API); a bucket
+//     name only separates connection pools, since memcached has no buckets.
+//   - Synchronous calls are sent with opaque 0, so their results show
+//     opaque 0 as the library's do; quiet and async requests get opaques
+//     unique within the VM.
+//   - Quiet/async results carry the socket as userdata in peer, so (as in
+//     OpenResty) cjson.encode cannot print them.
+//   - receive(peer, {opaque = n}) answers nil for a quiet request that
+//     succeeded (the server sends nothing); batch gives such items a
+//     "No error" result.
+//   - batch runs thread_pool_size workers on their own pooled connections;
+//     items with the same key go to the same worker, so they keep their order.
+//   - query (N1QL) raises: there is no Couchbase query service here.
 
 func init() {
 	vmOpeners = append(vmOpeners, openBmemcached)
