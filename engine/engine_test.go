@@ -388,3 +388,62 @@ func BenchmarkVMPoolGetPut(b *testing.B) {
 		}
 	})
 }
+
+func TestTimersRunInTheirVMAndFirePrematurelyOnReload(t *testing.T) {
+	s := startEngine(t, `
+	lua_shared_dict state 1m;
+	lua_hot_reload off;
+	init_worker_by_lua_block {
+		local state = ngx.shared.state
+		local ok, err = ngx.timer.every(0.02, function(premature)
+			if premature then
+				state:set("premature", (state:get("premature") or 0) + 1)
+				return
+			end
+			state:incr("ticks", 1, 0)
+		end)
+		assert(ok, err)
+		assert(ngx.timer.at(0, function(premature, a, b) state:set("args", a .. b) end, "x", "y"))
+	}
+	server {
+		listen 127.0.0.1:0;
+		location /state {
+			content_by_lua_block {
+				local s = ngx.shared.state
+				ngx.say(s:get("args"), " ", (s:get("ticks") or 0) > 0, " ", s:get("premature"), " ", ngx.timer.pending_count())
+			}
+		}
+		location /at {
+			content_by_lua_block {
+				ngx.say(pcall(ngx.timer.at, -1, function() end))
+			}
+		}
+	}`, map[string]string{})
+	deadline := time.Now().Add(3 * time.Second)
+	var body string
+	for time.Now().Before(deadline) {
+		_, body = s.get(t, "/state")
+		if body == "xy true nil 1\n" {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	require.Equal(t, "xy true nil 1\n", body, s.log.String())
+	_, body = s.get(t, "/at")
+	assert.Contains(t, body, "false")
+	assert.Contains(t, body, "bad argument #1 to 'at' (invalid delay)")
+
+	// A reload retires the generation: its every-timer fires prematurely
+	// once, and the new generation starts its own.
+	require.NoError(t, s.e.Reload())
+	deadline = time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		_, body = s.get(t, "/state")
+		if strings.Contains(body, " 1 1\n") {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	assert.Equal(t, "xy true 1 1\n", body, s.log.String())
+	assert.NotContains(t, s.log.String(), "[error]")
+}

@@ -106,6 +106,7 @@ func (e *Engine) newGeneration(cfg *Config, id int64) (*generation, error) {
 		Pools:       &e.mcPools,
 		Preload:     e.opts.Preload,
 		Compile:     g.compile,
+		Timers:      &luabind.TimerCounts{},
 	}
 	opts.Setup = func(vm *luabind.VM) error {
 		if initProto == nil {
@@ -129,6 +130,15 @@ func (e *Engine) newGeneration(cfg *Config, id int64) (*generation, error) {
 	if err != nil {
 		g.pool.close()
 		return nil, err
+	}
+	// init_worker_by_lua runs once per generation, as once per nginx
+	// worker; the timers it starts live in this VM.
+	if c := h.InitWorkerByLua; c != nil {
+		if err := g.runInitWorker(vm, c); err != nil {
+			g.pool.put(vm)
+			g.pool.close()
+			return nil, err
+		}
 	}
 	g.pool.put(vm)
 	return g, nil
@@ -304,4 +314,18 @@ func socketSettings(ss SocketSettings) *luabind.SocketSettings {
 	}
 	out.LogErrors = ss.LogErrors
 	return &out
+}
+
+func (g *generation) runInitWorker(vm *luabind.VM, c *LuaChunk) error {
+	proto, err := g.chunkProto(c)
+	if err != nil {
+		return err
+	}
+	vm.SetPhase(luabind.PhaseInitWorker)
+	defer vm.SetPhase(luabind.PhaseContent)
+	if err := vm.Run(proto, DefaultLuaRequestTimeout); err != nil {
+		return &ConfigError{File: c.File, Line: c.Line, Msg: "init_worker_by_lua error: " + err.Error()}
+	}
+	vm.End()
+	return nil
 }

@@ -60,13 +60,20 @@ func newVMPool(opts *luabind.Options, max int, wait time.Duration) *vmPool {
 }
 
 // get returns an idle VM, a new one while the bound allows, or waits up to
-// the pool's wait for one to come back.
+// the pool's wait for one to come back. The VM is locked for the caller. An
+// idle VM that a timer callback is using is skipped, not waited for.
 func (p *vmPool) get() (*luabind.VM, error) {
-	select {
-	case vm := <-p.idle:
-		p.noteIdle()
-		return vm, nil
-	default:
+	for n := len(p.idle); n > 0; n-- {
+		select {
+		case vm := <-p.idle:
+			if vm.TryLock() {
+				p.noteIdle()
+				return vm, nil
+			}
+			p.idle <- vm
+		default:
+			n = 0
+		}
 	}
 	select {
 	case <-p.slots:
@@ -75,13 +82,18 @@ func (p *vmPool) get() (*luabind.VM, error) {
 	}
 	t := time.NewTimer(p.wait)
 	defer t.Stop()
-	select {
-	case vm := <-p.idle:
-		return vm, nil
-	case <-p.slots:
-		return p.create()
-	case <-t.C:
-		return nil, ErrPoolExhausted
+	for {
+		select {
+		case vm := <-p.idle:
+			// Out of the channel it is ours; if a timer callback holds
+			// it, wait for that rather than spin.
+			vm.Lock()
+			return vm, nil
+		case <-p.slots:
+			return p.create()
+		case <-t.C:
+			return nil, ErrPoolExhausted
+		}
 	}
 }
 
@@ -98,12 +110,14 @@ func (p *vmPool) create() (*luabind.VM, error) {
 		p.slots <- struct{}{}
 		return nil, err
 	}
+	vm.Lock()
 	return vm, nil
 }
 
 // put returns vm to the pool; a broken VM (Go panic, timeout) is closed and
 // its slot freed instead.
 func (p *vmPool) put(vm *luabind.VM) {
+	vm.Unlock()
 	p.mu.Lock()
 	closed := p.closed
 	p.mu.Unlock()
@@ -133,6 +147,10 @@ func (p *vmPool) trimmer() {
 			for i := int64(0); i < surplus; i++ {
 				select {
 				case vm := <-p.idle:
+					if vm.HasTimers() {
+						p.idle <- vm // its timers would fire prematurely
+						continue
+					}
 					p.discard(vm)
 				default:
 				}

@@ -108,6 +108,7 @@ func (vm *VM) openNgx() {
 	ngx.RawSetString("header", vm.proxy(vm.headerIndex, vm.headerNewIndex))
 	vm.openNgxReq(ngx)
 	vm.openNgxMisc(ngx)
+	vm.openNgxTimer(ngx)
 	registerNgxEncoding(L, ngx)
 	registerNgxTime(L, ngx, vm.opts.clock())
 	registerNgxShared(L, ngx, func(name string) *SharedDict {
@@ -682,7 +683,12 @@ func (vm *VM) openNgxMisc(ngx *lua.LTable) {
 	worker.RawSetString("count", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(1)); return 1 }))
 	worker.RawSetString("pid", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(pid)); return 1 }))
 	worker.RawSetString("exiting", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LBool(vm.opts.Exiting != nil && vm.opts.Exiting()))
+		// true while the server stops, and while a retired generation's
+		// VM runs its timers prematurely (an nginx worker exiting).
+		vm.timers.mu.Lock()
+		closing := vm.timers.closing
+		vm.timers.mu.Unlock()
+		L.Push(lua.LBool(closing || vm.exitingNow()))
 		return 1
 	}))
 	ngx.RawSetString("worker", worker)

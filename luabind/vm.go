@@ -60,6 +60,9 @@ type Options struct {
 	// package.path (see installSearcher); nil keeps gopher-lua's loader,
 	// which reads and compiles the file in each VM.
 	Compile func(path string) (*lua.FunctionProto, error)
+	// Timers counts the pending and running ngx.timer callbacks of every VM
+	// built with these options (one generation, nginx's worker).
+	Timers *TimerCounts
 	// Pools are the process-wide memcached connection pools every VM's
 	// memcached modules draw from; the engine owns them, so they survive
 	// reloads. Nil means a private set (tests).
@@ -116,6 +119,11 @@ type VM struct {
 	// Closers run when the current request ends (connections a handler left
 	// checked out, cosockets left open).
 	closers []func()
+
+	// mu gives one user at a time the VM: a request (from pool get to put)
+	// or a timer callback.
+	mu     sync.Mutex
+	timers timerState
 }
 
 // NewVM creates a VM with the standard libraries, the ngx API and the
@@ -168,11 +176,25 @@ func NewVM(opts *Options) (*VM, error) {
 	return vm, nil
 }
 
-// Close releases the VM's Lua state.
+// Close runs the VM's pending timers prematurely, then releases its Lua
+// state. It waits for a timer callback that is running; the caller must not
+// hold the VM.
 func (vm *VM) Close() {
+	vm.Lock()
+	defer vm.Unlock()
+	vm.closeTimers()
 	vm.timer.Stop()
 	vm.L.Close()
 }
+
+// Lock takes the VM for one user (a request or a timer callback).
+func (vm *VM) Lock() { vm.mu.Lock() }
+
+// TryLock takes the VM unless a timer callback is using it.
+func (vm *VM) TryLock() bool { return vm.mu.TryLock() }
+
+// Unlock releases the VM.
+func (vm *VM) Unlock() { vm.mu.Unlock() }
 
 // Broken reports whether the VM saw a Go panic or a timeout and must be
 // discarded rather than reused.
