@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -406,4 +407,68 @@ func TestBmemUnixSocket(t *testing.T) {
 		ses:setkeepalive()`)
 	require.NoError(t, err)
 	assert.Equal(t, "over unix "+path+"/default\n", out)
+}
+
+func TestBmemBuildRequests(t *testing.T) {
+	full := bmemArgs{key: "k", hasKey: true, value: []byte("v"), hasValue: true, expire: 0x01020304, cas: 9, delta: 5, initial: 7}
+	noValue := bmemArgs{key: "k", hasKey: true, delta: 1}
+	tests := []struct {
+		op     memcached.Opcode
+		args   bmemArgs
+		extras string // hex
+		key    string
+		value  string
+		err    string
+	}{
+		{memcached.OpSet, full, "0000000001020304", "k", "v", ""},
+		{memcached.OpAddQ, full, "0000000001020304", "k", "v", ""},
+		{memcached.OpAppend, full, "", "k", "v", ""},
+		{memcached.OpGet, full, "", "k", "", ""},
+		{memcached.OpDeleteQ, full, "", "k", "", ""},
+		{memcached.OpIncrement, full, "0000000000000005000000000000000701020304", "k", "", ""},
+		{memcached.OpTouch, full, "01020304", "k", "", ""},
+		{memcached.OpGATQ, full, "01020304", "k", "", ""},
+		{memcached.OpFlush, full, "01020304", "", "", ""},
+		{memcached.OpFlush, bmemArgs{}, "", "", "", ""},
+		{memcached.OpNoop, full, "", "", "", ""},
+		{memcached.OpStat, full, "", "k", "", ""},
+		{memcached.OpSet, noValue, "", "", "", "key and value required"},
+		{memcached.OpPrependQ, noValue, "", "", "", "key and value required"},
+		{memcached.OpGet, bmemArgs{}, "", "", "", "key required"},
+		{memcached.OpGet, bmemArgs{key: strings.Repeat("k", 251), hasKey: true}, "", "", "", "key longer than 250 bytes"},
+		{0x7f, full, "", "", "", "unknown op code 127"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.op.String()+"/"+tt.err, func(t *testing.T) {
+			req, msg := bmemBuild(tt.op, &tt.args, nil)
+			assert.Equal(t, tt.err, msg)
+			if tt.err != "" {
+				return
+			}
+			assert.Equal(t, tt.extras, fmt.Sprintf("%x", req.Extras))
+			assert.Equal(t, tt.key, req.Key)
+			assert.Equal(t, tt.value, string(req.Value))
+			assert.Equal(t, tt.op, req.Opcode)
+		})
+	}
+}
+
+func TestBmemConstsCoverTheProtocol(t *testing.T) {
+	v := newBmemVM(t, nil)
+	out, err := v.run(t, bmemBackend{}, `
+		local c = require "resty.bmemcached.consts"
+		local names = {}
+		for name, code in pairs(c.op_code) do names[#names + 1] = string.format("%s=%d", name, code) end
+		table.sort(names)
+		ngx.say(table.concat(names, " "))
+		ngx.say(c.status_desc[c.status.KeyExists], "|", c.status_desc[c.status.UnknownCommand], "|", c.status_desc[0x20])`)
+	require.NoError(t, err)
+	lines := strings.Split(out, "\n")
+	var want []string
+	for _, op := range memcached.Opcodes() {
+		want = append(want, fmt.Sprintf("%s=%d", op, op))
+	}
+	slices.Sort(want)
+	assert.Equal(t, strings.Join(want, " "), lines[0])
+	assert.Equal(t, "Key exists|Unknown command|Authentication error", lines[1])
 }
