@@ -45,8 +45,8 @@ func buildLuaserve(t testing.TB) string {
 // serveExamples runs the built binary on a copy of examples/ with the
 // bmemcached routes, its embedded memcached and HTTP on free ports (the
 // modules' cluster gets the memcached port; nothing else changes), and
-// returns the HTTP base URL.
-func serveExamples(t testing.TB) string {
+// returns the HTTP base URL and the prefix.
+func serveExamples(t testing.TB) (string, string) {
 	t.Helper()
 	bin := buildLuaserve(t)
 	prefix := t.TempDir()
@@ -98,7 +98,7 @@ func serveExamples(t testing.TB) string {
 		}
 		if c, err := net.DialTimeout("tcp", "127.0.0.1:"+strconv.Itoa(httpPort), 100*time.Millisecond); err == nil {
 			c.Close()
-			return base
+			return base, prefix
 		}
 		if time.Now().After(deadline) {
 			t.Fatal("luaserve is not serving after 10s")
@@ -112,7 +112,7 @@ func TestBmemExamplesEndToEnd(t *testing.T) {
 	if testing.Short() {
 		t.Skip("builds and runs the luaserve binary")
 	}
-	base := serveExamples(t)
+	base, prefix := serveExamples(t)
 	cas := `"CAS":\[(\d+,){7}\d+\]`
 	ok := `"status_code":0,"status":"No error","type":0`
 	tests := []struct {
@@ -140,4 +140,8 @@ func TestBmemExamplesEndToEnd(t *testing.T) {
 			assert.Regexp(t, regexp.MustCompile(`^`+tt.want+`\n?$`), string(body))
 		})
 	}
+	// The uncaught error is logged as OpenResty logs it.
+	log, err := os.ReadFile(filepath.Join(prefix, "logs/error.log"))
+	require.NoError(t, err)
+	assert.Regexp(t, `\[error\] .*set: key and value required`, string(log))
 }
