@@ -301,6 +301,12 @@ func (o *rmc) arm() {
 // [error] line lua-nginx-module would, and drops the connection.
 func (o *rmc) ioFail(err error, phase rmcPhase) string {
 	msg, logLine := rmcSocketError(err, phase, o.addrText)
+	if msg == "timeout" {
+		// The read may have timed out on the request's deadline a moment
+		// before the run's timer fires: end the run now, so the handler
+		// does not go on as if only memcached had been slow.
+		o.m.vm.run.expire()
+	}
 	if logLine != "" && o.socketDefaults().LogErrors {
 		o.m.vm.Log(LogErr, logLine)
 	}

@@ -107,7 +107,7 @@ func (m *rmcModule) connect(L *lua.LState) int {
 	if err != nil {
 		msg, logLine := rmcSocketError(err, rmcPhaseConnect, o.addrText)
 		if logLine != "" && o.socketDefaults().LogErrors {
-			m.vm.Log(LogErr, logLine)
+			m.vm.Log(rmcLogLevel(err, rmcPhaseConnect), logLine)
 		}
 		return ret(L, 1, msg)
 	}
@@ -355,10 +355,13 @@ func rmcSocketError(err error, phase rmcPhase, addr string) (msg, logLine string
 		detail := " (" + strconv.Itoa(int(errno)) + ": " + strings.ToUpper(text[:1]) + text[1:] + ")"
 		switch phase {
 		case rmcPhaseConnect:
-			if strings.HasPrefix(addr, "unix:") {
-				return text, "connect() to " + addr + " failed" + detail
+			// nginx logs a refused TCP connect when the event loop sees it;
+			// connect(2) failing outright names the peer, at crit unless the
+			// peer refused (ngx_event_connect_peer).
+			if errno == syscall.ECONNREFUSED && !strings.HasPrefix(addr, "unix:") {
+				return text, "connect() failed" + detail
 			}
-			return text, "connect() failed" + detail
+			return text, "connect() to " + addr + " failed" + detail
 		case rmcPhaseSend:
 			return text, "send() failed" + detail
 		}
@@ -368,6 +371,18 @@ func rmcSocketError(err error, phase rmcPhase, addr string) (msg, logLine string
 		return "closed", ""
 	}
 	return "error", "lua tcp socket error: " + err.Error()
+}
+
+// rmcLogLevel is the level nginx writes a socket failure at: crit for a
+// connect(2) that failed for a reason other than the peer's refusal, error
+// otherwise.
+func rmcLogLevel(err error, phase rmcPhase) int {
+	var errno syscall.Errno
+	if phase == rmcPhaseConnect && errors.As(err, &errno) && errno != syscall.ECONNREFUSED &&
+		!errors.Is(err, os.ErrDeadlineExceeded) {
+		return LogCrit
+	}
+	return LogErr
 }
 
 func rmcIsTimeout(err error) bool {

@@ -292,11 +292,33 @@ nil nil nil
 		show(memc:flush_all(0))
 		show(memc:flush_all())
 	`, "true\ntrue\n1\n1\n1\n1\n"},
+	{"server errors", rmcConnect + `
+		local long = string.rep("k", 251)
+		show(memc:get(long))
+		show(memc:get({"a", long}))
+		show(memc:set("big", string.rep("x", 1024 * 1024 + 1)))
+		show(memc:get("big"))
+		show(memc:set("ok", "v"))
+		show(memc:incr("ok", "x"))
+		show(memc:touch("ok", "x"))
+		show(memc:get("ok"))
+	`, `nil nil "CLIENT_ERROR bad command line format"
+nil "CLIENT_ERROR bad command line format"
+nil "SERVER_ERROR object too large for cache"
+nil nil nil
+1
+nil "CLIENT_ERROR invalid numeric delta argument"
+nil "CLIENT_ERROR invalid exptime argument"
+"v" "0"
+`},
 	{"quit", rmcConnect + `
 		show(memc:quit())
+		ngx.sleep(0.05)
+		-- Sending to a socket the server has shut can also draw a reset.
+		local v, f, err = memc:get("x")
+		show(v, f, err == "closed" or err == "connection reset by peer")
 		show(memc:get("x"))
-		show(memc:get("x"))
-	`, "1\nnil nil \"closed\"\nnil nil \"closed\"\n"},
+	`, "1\nnil nil true\nnil nil \"closed\"\n"},
 	{"not initialized and closed", `
 		show = function(...) local t = {...} for i = 1, select('#', ...) do t[i] = tostring(t[i]) end ngx.say(table.concat(t, " ", 1, select('#', ...))) end
 		show(memcached.get(memcached, "x"))
@@ -477,7 +499,9 @@ func TestRestyMemcachedBehaviour(t *testing.T) {
 					e := newRmcEnv(t, nil)
 					got := e.run(t, b.port, tc.code)
 					assert.Equal(t, tc.want, got)
-					assert.Empty(t, e.logged())
+					if tc.name != "quit" {
+						assert.Empty(t, e.logged())
+					}
 				})
 			}
 		})
@@ -626,20 +650,21 @@ func TestRestyMemcachedSocketErrors(t *testing.T) {
 		code      string
 		want      string
 		log       string
+		level     int
 	}{
 		{"refused", refused, true, `
 			local memc = memcached:new()
 			ngx.say(memc:connect(HOST, PORT))
 			ngx.say(memc:get("k"))
-		`, "nilconnection refused\nnilnilclosed\n", "connect() failed (111: Connection refused)"},
+		`, "nilconnection refused\nnilnilclosed\n", "connect() failed (111: Connection refused)", 0},
 		{"refused silent", refused, false, `
 			local memc = memcached:new()
 			ngx.say(memc:connect(HOST, PORT))
-		`, "nilconnection refused\n", ""},
+		`, "nilconnection refused\n", "", 0},
 		{"missing unix socket", 0, true, `
 			local memc = memcached:new()
 			ngx.say(memc:connect("unix:` + missing + `"))
-		`, "nilno such file or directory\n", "connect() to unix:" + missing + " failed (2: No such file or directory)"},
+		`, "nilno such file or directory\n", "connect() to unix:" + missing + " failed (2: No such file or directory)", LogCrit},
 		{"read timeout", silent, true, `
 			local memc = memcached:new()
 			memc:set_timeout(50)
@@ -647,19 +672,19 @@ func TestRestyMemcachedSocketErrors(t *testing.T) {
 			ngx.say(memc:get("k"))
 			ngx.say(memc:set("k", 1))
 			ngx.say(memc:set_keepalive())
-		`, "nilniltimeout\nnilclosed\nnilclosed\n", "lua tcp socket read timed out"},
+		`, "nilniltimeout\nnilclosed\nnilclosed\n", "lua tcp socket read timed out", 0},
 		{"read timeout set_timeouts", silent, true, `
 			local memc = memcached:new()
 			assert(memc:set_timeouts(1000, 1000, 30))
 			assert(memc:connect(HOST, PORT))
 			ngx.say(memc:stats())
-		`, "niltimeout\n", "lua tcp socket read timed out"},
+		`, "niltimeout\n", "lua tcp socket read timed out", 0},
 		{"read timeout silent", silent, false, `
 			local memc = memcached:new()
 			memc:set_timeout(30)
 			assert(memc:connect(HOST, PORT))
 			ngx.say(memc:incr("k", 1))
-		`, "niltimeout\n", ""},
+		`, "niltimeout\n", "", 0},
 		{"read timeout pipeline", silent, true, `
 			local memc = memcached:new()
 			memc:set_timeout(30)
@@ -669,26 +694,26 @@ func TestRestyMemcachedSocketErrors(t *testing.T) {
 			memc:get("a")
 			ngx.say(memc:commit_pipeline())
 			ngx.say(memc:get_reused_times())
-		`, "niltimeout\nnilclosed\n", "lua tcp socket read timed out"},
+		`, "niltimeout\nnilclosed\n", "lua tcp socket read timed out", 0},
 		{"closed mid value", cut, true, `
 			local memc = memcached:new()
 			memc:set_timeout(1000)
 			assert(memc:connect(HOST, PORT))
 			ngx.say(memc:get("k"))
-		`, "nilnilclosed\n", ""},
+		`, "nilnilclosed\n", "", 0},
 		{"closed before reply", hangup, true, `
 			local memc = memcached:new()
 			memc:set_timeout(1000)
 			assert(memc:connect(HOST, PORT))
 			ngx.sleep(0.05)
 			ngx.say(memc:gets({"k"}))
-		`, "nilclosed\n", ""},
+		`, "nilclosed\n", "", 0},
 		{"bad port", 0, true, `
 			local memc = memcached:new()
 			ngx.say(memc:connect("127.0.0.1", 70000))
 			ngx.say(memc:connect("127.0.0.1"))
 			ngx.say(memc:connect("127.0.0.1", "11211x") == nil)
-		`, "nilbad port number: 70000\nnilfailed to parse host name \"127.0.0.1\": no port\n", ""},
+		`, "nilbad port number: 70000\nnilfailed to parse host name \"127.0.0.1\": no port\n", "", 0},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
@@ -706,7 +731,11 @@ func TestRestyMemcachedSocketErrors(t *testing.T) {
 				assert.Empty(t, e.logged())
 			} else {
 				require.Len(t, e.log.lines, 1, e.logged())
-				assert.Equal(t, LogErr, e.log.lines[0].level)
+				level := LogErr
+				if tc.level != 0 {
+					level = tc.level
+				}
+				assert.Equal(t, level, e.log.lines[0].level)
 				assert.Equal(t, tc.log, e.log.lines[0].msg)
 			}
 		})

@@ -167,7 +167,10 @@ describe("resty.memcached", function()
     it("quit makes the server hang up", function()
       local memc = connect()
       assert.are.equal(1, memc:quit())
-      assert.are.same({ nil, nil, "closed", n = 3 }, pack(memc:get(key("after quit"))))
+      local v, flags, err = memc:get(key("after quit"))
+      assert.is_nil(v)
+      -- Sending to a socket the server has shut can also draw a reset.
+      assert.truthy(err == "closed" or err == "connection reset by peer")
     end)
   end)
 
