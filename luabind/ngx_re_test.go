@@ -6,6 +6,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/dlclark/regexp2"
 	"github.com/stretchr/testify/assert"
@@ -174,22 +175,32 @@ func BenchmarkReFindCached(b *testing.B) {
 	}
 }
 
-// BenchmarkReEngine compares the two engines on a pattern both accept; it
-// is the measurement behind running everything on regexp2.
+// BenchmarkReEngine compares the engines on a pattern both accept: the
+// measurement behind the Go regexp fast path.
 func BenchmarkReEngine(b *testing.B) {
 	const subject = "GET /api/v1/users/12345 HTTP/1.1"
 	const pattern = `^(\w+) /api/v(\d)/(\w+)/(\d+)`
-	b.Run("regexp2", func(b *testing.B) {
-		rx, msg := compileNgxRegex(pattern, 0)
-		require.NotNil(b, rx, msg)
-		var sub reSubject
-		caps := make([]int, 2*(rx.ncap+1))
-		b.ReportAllocs()
-		for b.Loop() {
-			sub.prepare(subject, 0)
-			_, _ = rx.exec(&sub, 0, caps)
+	for _, fast := range []bool{true, false} {
+		name := "ngx-regexp2"
+		if fast {
+			name = "ngx-fastpath"
 		}
-	})
+		b.Run(name, func(b *testing.B) {
+			rx, msg := compileNgxRegex(pattern, 0)
+			require.NotNil(b, rx, msg)
+			require.NotNil(b, rx.goRe)
+			if !fast {
+				rx.goRe = nil
+			}
+			var sub reSubject
+			caps := make([]int, 2*(rx.ncap+1))
+			b.ReportAllocs()
+			for b.Loop() {
+				sub.prepare(subject, 0)
+				_, _ = rx.exec(&sub, 0, caps)
+			}
+		})
+	}
 	b.Run("regexp2-raw", func(b *testing.B) {
 		re := regexp2.MustCompile(pattern, 0)
 		b.ReportAllocs()
@@ -205,5 +216,73 @@ func BenchmarkReEngine(b *testing.B) {
 			dst = re.FindStringSubmatchIndex(subject)
 		}
 		_ = dst
+	})
+}
+
+// reBothEngines runs rx at pos on its fast path and on regexp2 and fails
+// the test when they disagree.
+func reBothEngines(t *testing.T, rx *ngxRegex, subject string, pos int) (usedFast bool) {
+	t.Helper()
+	slow := *rx
+	slow.goRe = nil
+	var a, b reSubject
+	a.prepare(subject, rx.flags)
+	b.prepare(subject, rx.flags)
+	if !rx.fastOK(&a, pos) {
+		return false
+	}
+	capsA := make([]int, 2*(rx.ncap+1))
+	capsB := make([]int, 2*(rx.ncap+1))
+	rcA, errA := rx.exec(&a, pos, capsA)
+	rcB, errB := slow.exec(&b, pos, capsB)
+	if errB != "" {
+		return true // regexp2 gave up (timeout); nothing to compare
+	}
+	require.Equal(t, errB, errA)
+	require.Equal(t, rcB, rcA, "rc for %q on %q at %d", rx.re.String(), subject, pos)
+	if rcB > 0 {
+		require.Equal(t, capsB, capsA, "captures for %q on %q at %d", rx.re.String(), subject, pos)
+	}
+	return true
+}
+
+func TestReFastPathAgreesWithRegexp2(t *testing.T) {
+	patterns := []string{
+		`[0-9]+`, `(\d)(\d+)`, `^(\w+)=(\w*)$`, `(?<k>\w+)=(?<v>\w+)`, `a|ab|abc`, `(a|ab)(c|bcd)(d*)`,
+		`(a*)*`, `(a*)+`, `(a|b)*c`, `(?:(a)|b)+`, `(a)|(b)`, `x*`, `^$`, `$`, `^`, `a.c`, `[^a-c]+`,
+		`(?i)hello`, `[[:alpha:]]+\s+[[:digit:]]+`, `a{2,3}?`, `(a+?)(a*)`, `.*?x`, `(\s*)(\S+)(\s*)`,
+		`\d{1,3}(?:\.\d{1,3}){3}`, `([a-z]+)@([a-z]+)\.com`, `(?m)^\w+$`, `(?s)a.b`, `\Aab\z`,
+	}
+	subjects := []string{"", "a", "abc", "abcd", "hello, 1234", "k=v", "x=", "aaa", "ab ab", "bab", "HeLLo",
+		"192.168.0.1", "joe@example.com", "a\nb", "line1\nline2", "  spaced  out  ", "xyzx", "\t\x0b\f"}
+	fast := 0
+	for _, p := range patterns {
+		for _, opts := range []uint16{0, reCaseless, reMultiline | reDotAll} {
+			rx, msg := compileNgxRegex(p, opts)
+			require.NotNil(t, rx, msg)
+			for _, s := range subjects {
+				for _, pos := range []int{0, 1, 2} {
+					if pos <= len(s) && reBothEngines(t, rx, s, pos) {
+						fast++
+					}
+				}
+			}
+		}
+	}
+	assert.Greater(t, fast, 1000, "the fast path should serve most of these")
+}
+
+func FuzzReFastPath(f *testing.F) {
+	for _, s := range []string{`(a|ab)(c|bcd)(d*)`, `(\w+)\s*=\s*(\w*)`, `^(a*)*$`, `(?:(a)|b)+`, `((a)|(b))+`, `(a?)+?`, `(?m)^(\w*)$`, `(a|)+b`, `(\d+)?(\.\d*)?`} {
+		f.Add(s, "abcd ab = cd", uint16(0), 0)
+	}
+	f.Fuzz(func(t *testing.T, pattern, subject string, flags uint16, pos int) {
+		flags &= reCaseless | reMultiline | reDotAll | reExtended | reUTF8
+		rx, _ := compileNgxRegex(pattern, flags)
+		if rx == nil || rx.goRe == nil || pos < 0 || pos > len(subject) {
+			return
+		}
+		rx.re.MatchTimeout = 50 * time.Millisecond
+		reBothEngines(t, rx, subject, pos)
 	})
 }
