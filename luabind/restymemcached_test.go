@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -788,4 +789,45 @@ func TestRestyMemcachedUnixSocket(t *testing.T) {
 	assert.Equal(t, "0\n1\n320\n1\n", e.run(t, 0, code))
 	assert.Equal(t, "1\n1\n320\n1\n", e.run(t, 0, code))
 	assert.Empty(t, e.logged())
+}
+
+// rmcFullBacklog returns a loopback port whose listener never accepts and
+// whose backlog is already full, so a further connect gets no answer.
+func rmcFullBacklog(t *testing.T) int {
+	t.Helper()
+	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
+	require.NoError(t, err)
+	t.Cleanup(func() { syscall.Close(fd) })
+	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
+	require.NoError(t, syscall.Listen(fd, 0))
+	sa, err := syscall.Getsockname(fd)
+	require.NoError(t, err)
+	port := sa.(*syscall.SockaddrInet4).Port
+	addr := "127.0.0.1:" + strconv.Itoa(port)
+	for i := 0; i < 8; i++ {
+		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
+		if err != nil {
+			return port
+		}
+		t.Cleanup(func() { c.Close() })
+	}
+	t.Skip("could not fill a listen backlog on this kernel: no loopback address that never answers a connect")
+	return 0
+}
+
+func TestRestyMemcachedConnectTimeout(t *testing.T) {
+	port := rmcFullBacklog(t)
+	e := newRmcEnv(t, nil)
+	start := time.Now()
+	body := e.run(t, port, `
+		local memc = memcached:new()
+		memc:set_timeouts(100, 1000, 1000)
+		ngx.say(memc:connect(HOST, PORT))
+		ngx.say(memc:get("k"))
+	`)
+	assert.Less(t, time.Since(start), 3*time.Second)
+	assert.Equal(t, "niltimeout\nnilnilclosed\n", body)
+	require.Len(t, e.log.lines, 1, e.logged())
+	assert.Equal(t, LogErr, e.log.lines[0].level)
+	assert.Equal(t, "lua tcp socket connect timed out, when connecting to 127.0.0.1:"+strconv.Itoa(port), e.log.lines[0].msg)
 }
