@@ -55,6 +55,9 @@ type rmcModule struct {
 	// re-enters (a key_transform function using another object) finds
 	// them taken and allocates.
 	scratch, vscratch []byte
+	// val receives each VALUE read; everything is copied out of it before
+	// a key_transform function (which could use another object) runs.
+	val memcached.TextValue
 }
 
 func (m *rmcModule) take() []byte {
@@ -85,7 +88,6 @@ type rmc struct {
 	readers []rmcOp
 
 	buf []byte // command being built (the module's scratch while it is)
-	val memcached.TextValue
 }
 
 // rmcOp says how to read a command's reply and what to return.
@@ -348,7 +350,7 @@ func (o *rmc) readValue() (done bool, msg string, ok bool) {
 	if o.conn == nil {
 		return false, "closed", false
 	}
-	more, err := o.conn.ReadValue(&o.val)
+	more, err := o.conn.ReadValue(&o.m.val)
 	if err == nil {
 		return !more, "", true
 	}
@@ -532,9 +534,9 @@ func (o *rmc) read(L *lua.LState, op rmcOp) int {
 			}
 			return op.readNils() + 1
 		}
-		data := lua.LString(o.val.Value)
-		flags := lua.LString(strconv.FormatUint(uint64(o.val.Flags), 10))
-		cas := o.val.CAS
+		data := lua.LString(o.m.val.Value)
+		flags := rmcFlags(o.m.val.Flags)
+		cas := o.m.val.CAS
 		// The library reads the trailing "END" blindly.
 		if _, msg, ok := o.readLine(); !ok {
 			return ret(L, op.readNils(), msg)
@@ -562,12 +564,12 @@ func (o *rmc) read(L *lua.LState, op rmcOp) int {
 				n = 3
 			}
 			item := L.CreateTable(n, 0)
-			item.RawSetInt(1, lua.LString(o.val.Value))
-			item.RawSetInt(2, lua.LString(strconv.FormatUint(uint64(o.val.Flags), 10)))
+			item.RawSetInt(1, lua.LString(o.m.val.Value))
+			item.RawSetInt(2, rmcFlags(o.m.val.Flags))
 			if op == rmcMultiGets {
-				item.RawSetInt(3, lua.LString(strconv.FormatUint(o.val.CAS, 10)))
+				item.RawSetInt(3, lua.LString(strconv.FormatUint(o.m.val.CAS, 10)))
 			}
-			key := o.unescapeKey(L, o.val.Key)
+			key := o.unescapeKey(L, o.m.val.Key)
 			if key == lua.LNil {
 				L.RaiseError("table index is nil")
 			}
@@ -628,6 +630,22 @@ func (o *rmc) read(L *lua.LState, op rmcOp) int {
 		return retOK(L)
 	}
 	return ret(L, 1, string(line))
+}
+
+// rmcSmallFlags are flags 0-9 as Lua strings, boxed once: most items carry
+// flags 0, and the library returns flags as strings.
+var rmcSmallFlags = func() (t [10]lua.LValue) {
+	for i := range t {
+		t[i] = lua.LString(strconv.Itoa(i))
+	}
+	return t
+}()
+
+func rmcFlags(f uint32) lua.LValue {
+	if f < uint32(len(rmcSmallFlags)) {
+		return rmcSmallFlags[f]
+	}
+	return lua.LString(strconv.FormatUint(uint64(f), 10))
 }
 
 func rmcAllDigits(b []byte) bool {
