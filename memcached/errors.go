@@ -151,7 +151,7 @@ func (e *StatusError) Is(target error) bool {
 		return target == ErrValueTooLarge
 	case StatusNonNumeric:
 		return target == ErrNonNumeric
-	case StatusAuthError:
+	case StatusAuthError, StatusAuthErrorSpec:
 		return target == ErrAuth
 	}
 	return false

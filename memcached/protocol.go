@@ -112,8 +112,12 @@ const (
 	StatusItemNotStored    Status = 0x05
 	StatusNonNumeric       Status = 0x06
 	StatusVBucketElsewhere Status = 0x07
-	StatusAuthError        Status = 0x08
-	StatusAuthContinue     Status = 0x09
+	// The SASL statuses memcached 1.6 (and Couchbase) send. The binary
+	// protocol document lists 0x08/0x09; see StatusAuthErrorSpec.
+	StatusAuthError        Status = 0x20
+	StatusAuthContinue     Status = 0x21
+	StatusAuthErrorSpec    Status = 0x08
+	StatusAuthContinueSpec Status = 0x09
 	StatusUnknownCommand   Status = 0x81
 	StatusOutOfMemory      Status = 0x82
 	StatusNotSupported     Status = 0x83
@@ -141,9 +145,9 @@ func (s Status) String() string {
 		return "Incr/Decr on non-numeric value"
 	case StatusVBucketElsewhere:
 		return "Vbucket belongs to another server"
-	case StatusAuthError:
+	case StatusAuthError, StatusAuthErrorSpec:
 		return "Authentication error"
-	case StatusAuthContinue:
+	case StatusAuthContinue, StatusAuthContinueSpec:
 		return "Authentication continue"
 	case StatusUnknownCommand:
 		return "Unknown command"
@@ -165,8 +169,8 @@ func (s Status) String() string {
 func Statuses() []Status {
 	return []Status{StatusNoError, StatusKeyNotFound, StatusKeyExists,
 		StatusValueTooLarge, StatusInvalidArgs, StatusItemNotStored,
-		StatusNonNumeric, StatusVBucketElsewhere, StatusAuthError,
-		StatusAuthContinue, StatusUnknownCommand, StatusOutOfMemory,
+		StatusNonNumeric, StatusVBucketElsewhere, StatusAuthErrorSpec,
+		StatusAuthContinueSpec, StatusAuthError, StatusAuthContinue, StatusUnknownCommand, StatusOutOfMemory,
 		StatusNotSupported, StatusInternalError, StatusBusy, StatusTemporaryFailure}
 }
 
