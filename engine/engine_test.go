@@ -447,3 +447,52 @@ func TestTimersRunInTheirVMAndFirePrematurelyOnReload(t *testing.T) {
 	assert.Equal(t, "xy true 1 1\n", body, s.log.String())
 	assert.NotContains(t, s.log.String(), "[error]")
 }
+
+func TestSubrequestsAndLightThreads(t *testing.T) {
+	s := startEngine(t, `
+	server {
+		listen 127.0.0.1:0;
+		location /echo {
+			content_by_lua_block {
+				ngx.req.read_body()
+				ngx.header["X-Echo"] = "1"
+				ngx.print(ngx.req.get_method(), " ", ngx.var.uri, " ", ngx.var.args or "", " ", ngx.req.get_body_data() or "", " ", ngx.var.who, " ", tostring(ngx.req.is_internal()))
+			}
+		}
+		location /missing_inner { return 404; }
+		location /cap {
+			set $who "parent";
+			content_by_lua_block {
+				local res = ngx.location.capture("/echo?a=1", { method = ngx.HTTP_POST, body = "b", vars = { who = "sub" } })
+				ngx.say(res.status, "|", res.body, "|", res.header["X-Echo"])
+				local r1, r2 = ngx.location.capture_multi({ { "/echo", { args = { x = 2 }, copy_all_vars = true } }, { "/missing_inner" } })
+				ngx.say(r1.status, "|", r1.body, "|", r2.status)
+				ngx.say(pcall(ngx.location.capture, "/echo", { ctx = {} }))
+			}
+		}
+		location /threads {
+			content_by_lua_block {
+				local t1 = ngx.thread.spawn(function(a) return a * 2 end, 21)
+				local t2 = ngx.thread.spawn(function() coroutine.yield() return "late" end)
+				local t3 = ngx.thread.spawn(function() error("boom", 0) end)
+				ngx.say(ngx.thread.wait(t1))
+				ngx.say(ngx.thread.wait(t2))
+				ngx.say(ngx.thread.wait(t3))
+				ngx.say(ngx.thread.kill(t1))
+				local t4 = ngx.thread.spawn(function() coroutine.yield() end)
+				ngx.say(ngx.thread.kill(t4))
+			}
+		}
+	}`, map[string]string{})
+	_, body := s.get(t, "/cap")
+	lines := strings.Split(body, "\n")
+	require.Len(t, lines, 4, body)
+	assert.Equal(t, "200|POST /echo a=1 b sub true|1", lines[0])
+	assert.Equal(t, "200|GET /echo x=2  parent true|404", lines[1])
+	assert.Contains(t, lines[2], "false")
+	assert.Contains(t, lines[2], "the ctx option is not supported")
+
+	_, body = s.get(t, "/threads")
+	assert.Equal(t, "true42\ntruelate\nfalseboom\nnilalready terminated\n1\n", body)
+	assert.Contains(t, s.log.String(), "lua user thread aborted: runtime error: boom")
+}

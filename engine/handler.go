@@ -27,6 +27,7 @@ type reqState struct {
 	loc     *Location
 	vm      *luabind.VM
 	freshVM bool // lua_code_cache off: closed, not pooled, after the request
+	sub     bool // a subrequest: no server-rewrite phase, no access log
 	scratch []byte
 	tmpl    []byte
 	path    []byte
@@ -83,16 +84,27 @@ func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer g.release()
+	luabind.UpdateClock()
+	e.run(g, g.router.Server(listenAddr, ctx.Host()), ctx, false, nil)
+}
+
+// run serves ctx on srv: a request from a listener, or a subrequest (sub)
+// starting with the variables vars.
+func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, sub bool, vars [][]byte) {
 	rs := reqPool.Get().(*reqState)
 	rs.g = g
+	rs.srv = srv
+	rs.sub = sub
 	r := &rs.lr
 	r.Ctx = ctx
 	r.Host = rs
 	r.Start = time.Now()
-	luabind.UpdateClock()
+	r.Internal = sub
 	r.UserVarIndex = g.userVars
-	rs.srv = g.router.Server(listenAddr, ctx.Host())
 	rs.path = append(rs.path[:0], ctx.Path()...)
+	for _, v := range vars {
+		r.UserVars = append(r.UserVars, v)
+	}
 	e.serve(rs)
 	if rs.vm != nil {
 		rs.vm.End()
@@ -106,36 +118,102 @@ func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
 	reqPool.Put(rs)
 }
 
+// Capture implements luabind.Host: ngx.location.capture[_multi]. Each
+// subrequest runs like a request of the same server (in its own VM), its
+// response is collected instead of sent; several run concurrently.
+func (rs *reqState) Capture(r *luabind.Request, subs []luabind.SubRequest) []luabind.SubResponse {
+	out := make([]luabind.SubResponse, len(subs))
+	if len(subs) == 1 {
+		out[0] = rs.subrequest(subs[0])
+		return out
+	}
+	var wg sync.WaitGroup
+	for i := range subs {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			out[i] = rs.subrequest(subs[i])
+		}(i)
+	}
+	wg.Wait()
+	return out
+}
+
+func (rs *reqState) subrequest(sr luabind.SubRequest) luabind.SubResponse {
+	parent := rs.lr.Ctx
+	var req fasthttp.Request
+	parent.Request.Header.CopyTo(&req.Header) // subrequests see the parent's headers
+	req.Header.SetMethod(sr.Method)
+	uri := sr.URI
+	if sr.Args != "" {
+		uri += "?" + sr.Args
+	}
+	req.SetRequestURI(uri)
+	req.Header.Del("Content-Length")
+	switch {
+	case sr.HasBody:
+		req.SetBody(sr.Body)
+	case sr.AlwaysForwardBody || sr.Method == "POST" || sr.Method == "PUT":
+		req.SetBody(parent.Request.Body())
+	}
+	var ctx fasthttp.RequestCtx
+	ctx.Init(&req, parent.RemoteAddr(), nil)
+	var vars [][]byte
+	if sr.CopyAllVars {
+		for _, v := range rs.lr.UserVars {
+			vars = append(vars, append([]byte(nil), v...))
+		}
+	}
+	for name, v := range sr.Vars {
+		i, ok := rs.g.userVars[name]
+		if !ok {
+			continue
+		}
+		for len(vars) <= i {
+			vars = append(vars, nil)
+		}
+		vars[i] = []byte(v)
+	}
+	rs.g.engine.run(rs.g, rs.srv, &ctx, true, vars)
+	res := luabind.SubResponse{Status: ctx.Response.StatusCode(), Body: append([]byte(nil), ctx.Response.Body()...)}
+	ctx.Response.Header.VisitAll(func(k, v []byte) {
+		res.Header = append(res.Header, [2]string{string(k), string(v)})
+	})
+	if ct := ctx.Response.Header.ContentType(); len(ct) > 0 {
+		res.Header = append(res.Header, [2]string{"Content-Type", string(ct)})
+	}
+	return res
+}
 func (rs *reqState) reset() {
 	rs.lr.Reset()
 	rs.caps.reset()
-	rs.g, rs.srv, rs.loc, rs.vm, rs.freshVM = nil, nil, nil, nil, false
+	rs.g, rs.srv, rs.loc, rs.vm, rs.freshVM, rs.sub = nil, nil, nil, nil, false, false
 }
 
 // serve runs location matching and the phases, restarting on ngx.exec.
 func (e *Engine) serve(rs *reqState) {
 	r := &rs.lr
 	ctx := r.Ctx
-	// nginx's server-rewrite phase: server-level set and return run before
-	// the location is chosen.
-	if sl := rs.srv.Loc; sl != nil && (len(sl.Sets) > 0 || sl.Return != nil) {
-		rs.loc = sl
-		r.Path = rs.path
-		for _, s := range sl.Sets {
-			rs.tmpl = s.Value.Append(rs.tmpl[:0], rs.lookup)
-			r.SetVar(s.Name, rs.tmpl)
-		}
-		if sl.Return != nil {
-			rs.doReturn(sl.Return)
-			rs.logPhase()
-			return
-		}
-	}
 	for redirects := 0; ; redirects++ {
 		if redirects > maxInternalRedirects {
 			e.errlog.Log(luabind.LogErr, r, "rewrite or internal redirection cycle while internally redirecting to \""+string(rs.path)+"\"")
 			rs.finish(500)
 			return
+		}
+		// nginx's server-rewrite phase: server-level set and return run
+		// before the location is chosen, again after an internal redirect,
+		// and for subrequests.
+		if sl := rs.srv.Loc; sl != nil && (len(sl.Sets) > 0 || sl.Return != nil) {
+			rs.loc = sl
+			r.Path = rs.path
+			for _, s := range sl.Sets {
+				rs.tmpl = s.Value.Append(rs.tmpl[:0], rs.lookup)
+				r.SetVar(s.Name, rs.tmpl)
+			}
+			if sl.Return != nil {
+				rs.doReturn(sl.Return)
+				break
+			}
 		}
 		rs.caps.reset()
 		loc := rs.srv.Match(rs.path, &rs.caps)
@@ -382,7 +460,7 @@ func (rs *reqState) logPhase() {
 		r.Exited = false
 		rs.runLogChunk(loc.Log)
 	}
-	if loc.AccessLog != nil {
+	if loc.AccessLog != nil && !rs.sub { // nginx: log_subrequest off
 		if a := rs.g.logs[loc.AccessLog.Path]; a != nil {
 			a.log(r)
 		}

@@ -109,6 +109,8 @@ func (vm *VM) openNgx() {
 	vm.openNgxReq(ngx)
 	vm.openNgxMisc(ngx)
 	vm.openNgxTimer(ngx)
+	vm.openNgxThread(ngx)
+	vm.openNgxLocation(ngx)
 	registerNgxEncoding(L, ngx)
 	registerNgxTime(L, ngx, vm.opts.clock())
 	registerNgxShared(L, ngx, func(name string) *SharedDict {

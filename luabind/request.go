@@ -61,6 +61,9 @@ type Host interface {
 	// Var resolves an engine-owned variable (server_name, document_root,
 	// realpath_root, …); ok is false when the engine does not know it.
 	Var(r *Request, name string) (value []byte, ok bool)
+	// Capture runs subrequests to locations of r's server, concurrently
+	// when there are several (ngx.location.capture_multi).
+	Capture(r *Request, subs []SubRequest) []SubResponse
 }
 
 // Request is one HTTP request as the Lua code sees it. The engine fills the
