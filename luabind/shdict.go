@@ -294,16 +294,16 @@ func (d *SharedDict) insert(e *shEntry) {
 	d.pushFront(e)
 }
 
-// StoreOp selects the semantics of a store.
-type StoreOp uint8
+// shStoreOp selects the semantics of a store.
+type shStoreOp uint8
 
 // Store operations, as the Lua methods of the same names.
 const (
-	OpSet StoreOp = iota
-	OpSafeSet
-	OpAdd
-	OpSafeAdd
-	OpReplace
+	shOpSet shStoreOp = iota
+	shOpSafeSet
+	shOpAdd
+	shOpSafeAdd
+	shOpReplace
 )
 
 // Error strings returned to Lua, verbatim from lua-nginx-module.
@@ -342,7 +342,7 @@ func shExpiresAt(now int64, exptime float64) int64 {
 
 // store is ngx_http_lua_ffi_shdict_store: set/safe_set/add/safe_add/replace,
 // and delete when isNil. It returns ok, the error string and forcible.
-func (d *SharedDict) store(op StoreOp, key string, v shValue, isNil bool, exptime float64, flags uint32) (bool, string, bool) {
+func (d *SharedDict) store(op shStoreOp, key string, v shValue, isNil bool, exptime float64, flags uint32) (bool, string, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	now := d.now()
@@ -350,11 +350,11 @@ func (d *SharedDict) store(op StoreOp, key string, v shValue, isNil bool, exptim
 	e := d.lookup(key)
 	live := e != nil && !e.expired(now)
 	switch op {
-	case OpReplace:
+	case shOpReplace:
 		if !live {
 			return false, shErrNotFound, false
 		}
-	case OpAdd, OpSafeAdd:
+	case shOpAdd, shOpSafeAdd:
 		if live {
 			return false, shErrExists, false
 		}
@@ -372,7 +372,7 @@ func (d *SharedDict) store(op StoreOp, key string, v shValue, isNil bool, exptim
 		return true, "", false
 	}
 	size := shNodeSize(key, v.len())
-	ok, forcible := d.allocNode(size, now, op == OpSafeSet || op == OpSafeAdd)
+	ok, forcible := d.allocNode(size, now, op == shOpSafeSet || op == shOpSafeAdd)
 	if !ok {
 		return false, shErrNoMemory, forcible
 	}
@@ -650,11 +650,11 @@ func registerNgxShared(L *lua.LState, ngx *lua.LTable, dicts func(name string) *
 var shdictMethods = map[string]lua.LGFunction{
 	"get":           func(L *lua.LState) int { return shdictGet(L, false) },
 	"get_stale":     func(L *lua.LState) int { return shdictGet(L, true) },
-	"set":           func(L *lua.LState) int { return shdictStore(L, OpSet) },
-	"safe_set":      func(L *lua.LState) int { return shdictStore(L, OpSafeSet) },
-	"add":           func(L *lua.LState) int { return shdictStore(L, OpAdd) },
-	"safe_add":      func(L *lua.LState) int { return shdictStore(L, OpSafeAdd) },
-	"replace":       func(L *lua.LState) int { return shdictStore(L, OpReplace) },
+	"set":           func(L *lua.LState) int { return shdictStore(L, shOpSet) },
+	"safe_set":      func(L *lua.LState) int { return shdictStore(L, shOpSafeSet) },
+	"add":           func(L *lua.LState) int { return shdictStore(L, shOpAdd) },
+	"safe_add":      func(L *lua.LState) int { return shdictStore(L, shOpSafeAdd) },
+	"replace":       func(L *lua.LState) int { return shdictStore(L, shOpReplace) },
 	"delete":        shdictDelete,
 	"incr":          shdictIncr,
 	"lpush":         func(L *lua.LState) int { return shdictPush(L, true) },
@@ -788,7 +788,7 @@ func pushStoreResult(L *lua.LState, ok bool, err string, forcible bool) int {
 	return 3
 }
 
-func shdictStore(L *lua.LState, op StoreOp) int {
+func shdictStore(L *lua.LState, op shStoreOp) int {
 	d := shCheckDict(L)
 	key, ok := shCheckKey(L)
 	if !ok {
@@ -828,7 +828,7 @@ func shdictDelete(L *lua.LState) int {
 	if !ok {
 		return 2
 	}
-	ok, err, forcible := d.store(OpSet, key, shValue{}, true, 0, 0)
+	ok, err, forcible := d.store(shOpSet, key, shValue{}, true, 0, 0)
 	return pushStoreResult(L, ok, err, forcible)
 }
 

@@ -21,7 +21,7 @@ func shdictFakeTime(d *SharedDict) *atomic.Int64 {
 func TestShdictExpiry(t *testing.T) {
 	d := NewSharedDict("t", 1<<20)
 	now := shdictFakeTime(d)
-	ok, err, _ := d.store(OpSet, "k", shValue{kind: shString, str: "v"}, false, 1.5, 0)
+	ok, err, _ := d.store(shOpSet, "k", shValue{kind: shString, str: "v"}, false, 1.5, 0)
 	require.True(t, ok, err)
 	ttl, found := d.ttl("k")
 	require.True(t, found)
@@ -39,9 +39,9 @@ func TestShdictExpiry(t *testing.T) {
 	_, _, found, _, _ = d.get("k", true)
 	assert.False(t, found, "a plain get removes expired entries from the cold end, as nginx does")
 
-	ok, err, _ = d.store(OpAdd, "k", shValue{kind: shString, str: "w"}, false, 0, 0)
+	ok, err, _ = d.store(shOpAdd, "k", shValue{kind: shString, str: "w"}, false, 0, 0)
 	assert.True(t, ok, "add over an expired key succeeds: %s", err)
-	ok, err, _ = d.store(OpReplace, "gone", shValue{kind: shNumber, num: 1}, false, 0, 0)
+	ok, err, _ = d.store(shOpReplace, "gone", shValue{kind: shNumber, num: 1}, false, 0, 0)
 	assert.False(t, ok)
 	assert.Equal(t, "not found", err)
 }
@@ -66,7 +66,7 @@ func TestShdictLRUEviction(t *testing.T) {
 	big := string(make([]byte, 1000))
 	forcedSeen := false
 	for i := 0; i < 300; i++ {
-		ok, err, forcible := d.store(OpSet, "k"+strconv.Itoa(i), shValue{kind: shString, str: big}, false, 0, 0)
+		ok, err, forcible := d.store(shOpSet, "k"+strconv.Itoa(i), shValue{kind: shString, str: big}, false, 0, 0)
 		require.True(t, ok, err)
 		forcedSeen = forcedSeen || forcible
 		if i == 10 {
@@ -81,11 +81,11 @@ func TestShdictLRUEviction(t *testing.T) {
 	_, _, found, _, _ = d.get("k299", false)
 	assert.True(t, found)
 
-	ok, err, forcible := d.store(OpSafeSet, "new", shValue{kind: shString, str: big}, false, 0, 0)
+	ok, err, forcible := d.store(shOpSafeSet, "new", shValue{kind: shString, str: big}, false, 0, 0)
 	assert.False(t, ok)
 	assert.Equal(t, "no memory", err)
 	assert.False(t, forcible)
-	ok, err, _ = d.store(OpSet, "huge", shValue{kind: shString, str: string(make([]byte, 200<<10))}, false, 0, 0)
+	ok, err, _ = d.store(shOpSet, "huge", shValue{kind: shString, str: string(make([]byte, 200<<10))}, false, 0, 0)
 	assert.False(t, ok)
 	assert.Equal(t, "no memory", err)
 }
@@ -105,7 +105,7 @@ func TestShdictFreeSpaceMatchesNginx(t *testing.T) {
 	}
 	d := NewSharedDict("t", 1<<20)
 	for i := 1; i <= 1000; i++ {
-		d.store(OpSet, "key"+strconv.Itoa(i), shValue{kind: shString, str: string(make([]byte, 100))}, false, 0, 0)
+		d.store(shOpSet, "key"+strconv.Itoa(i), shValue{kind: shString, str: string(make([]byte, 100))}, false, 0, 0)
 	}
 	assert.Equal(t, int64(774144), d.FreeSpace())
 }
@@ -125,7 +125,7 @@ func TestShdictLists(t *testing.T) {
 	assert.False(t, found, "an emptied list is gone")
 	assert.Equal(t, int64(1032192), d.FreeSpace(), "list memory is returned")
 
-	d.store(OpSet, "s", shValue{kind: shString, str: "x"}, false, 0, 0)
+	d.store(shOpSet, "s", shValue{kind: shString, str: "x"}, false, 0, 0)
 	_, err = d.push("s", shItem{str: "y"}, true)
 	assert.Equal(t, "value not a list", err)
 }
@@ -156,7 +156,7 @@ func TestShdictConcurrent(t *testing.T) {
 			for i := 0; i < rounds; i++ {
 				d.incr("counter", 1, 0, true, 0)
 				key := "k" + strconv.Itoa(i%50)
-				d.store(OpSet, key, shValue{kind: shNumber, num: float64(w)}, false, 0, 0)
+				d.store(shOpSet, key, shValue{kind: shNumber, num: float64(w)}, false, 0, 0)
 				d.get(key, false)
 				d.push("list", shItem{str: "x"}, false)
 				d.pop("list", true)
@@ -174,7 +174,7 @@ func BenchmarkShdictGetSetParallel(b *testing.B) {
 	keys := make([]string, 1024)
 	for i := range keys {
 		keys[i] = "key:" + strconv.Itoa(i)
-		d.store(OpSet, keys[i], shValue{kind: shString, str: "value"}, false, 0, 0)
+		d.store(shOpSet, keys[i], shValue{kind: shString, str: "value"}, false, 0, 0)
 	}
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
@@ -182,7 +182,7 @@ func BenchmarkShdictGetSetParallel(b *testing.B) {
 		for pb.Next() {
 			k := keys[i&1023]
 			if i%10 == 0 {
-				d.store(OpSet, k, shValue{kind: shString, str: "value"}, false, 0, 0)
+				d.store(shOpSet, k, shValue{kind: shString, str: "value"}, false, 0, 0)
 			} else {
 				d.get(k, false)
 			}
