@@ -100,7 +100,6 @@ func New(opts Options) (*Engine, error) {
 	if cfg.HTTP == nil {
 		cfg.HTTP = &HTTP{HotReload: true}
 	}
-	e.applyEnv(cfg)
 	e.syncDicts(cfg)
 	e.nextID = 1
 	g, err := e.newGeneration(cfg, e.nextID)
@@ -121,15 +120,6 @@ func (e *Engine) ErrorLog() *ErrorLog { return e.errlog }
 // Generation returns the number of the generation being served (1 for the
 // first load, +1 per successful reload).
 func (e *Engine) Generation() int64 { return e.gen.Load().id }
-
-// applyEnv applies `env NAME=value` (env NAME keeps the inherited value).
-func (e *Engine) applyEnv(cfg *Config) {
-	for _, v := range cfg.Env {
-		if v.HasValue {
-			os.Setenv(v.Name, v.Value) //nolint:errcheck // names were validated by the parser
-		}
-	}
-}
 
 // syncDicts creates the lua_shared_dicts a config declares; existing ones
 // keep their data across reloads, as in nginx.
@@ -363,7 +353,6 @@ func (e *Engine) reload(why string) error {
 		if cfg.HTTP == nil {
 			cfg.HTTP = &HTTP{HotReload: true}
 		}
-		e.applyEnv(cfg)
 		e.syncDicts(cfg)
 	}
 	var g *generation

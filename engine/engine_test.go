@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"path/filepath"
@@ -495,4 +496,32 @@ func TestSubrequestsAndLightThreads(t *testing.T) {
 	_, body = s.get(t, "/threads")
 	assert.Equal(t, "true42\ntruelate\nfalseboom\nnilalready terminated\n1\n", body)
 	assert.Contains(t, s.log.String(), "lua user thread aborted: runtime error: boom")
+}
+
+func TestEnvDirectiveAndConnectionClose(t *testing.T) {
+	t.Setenv("LUASERVE_TEST_INHERITED", "inherited")
+	t.Setenv("LUASERVE_TEST_HIDDEN", "hidden")
+	s := startEngine(t, `
+	server {
+		listen 127.0.0.1:0;
+		location /env { content_by_lua_block { ngx.say(os.getenv("LUASERVE_TEST_INHERITED"), " ", os.getenv("LUASERVE_TEST_SET"), " ", os.getenv("LUASERVE_TEST_HIDDEN")) } }
+	}`, map[string]string{})
+	conf := filepath.Join(s.prefix, "conf/nginx.conf")
+	raw, err := os.ReadFile(conf)
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(conf, []byte("env LUASERVE_TEST_INHERITED;\nenv LUASERVE_TEST_SET=set;\n"+string(raw)), 0o644))
+	require.NoError(t, s.e.Reload())
+	_, body := s.get(t, "/env")
+	assert.Equal(t, "inherited set nil\n", body, "only variables named by env are visible, as in nginx")
+
+	c, err := net.Dial("tcp", s.addr)
+	require.NoError(t, err)
+	defer c.Close()
+	_, err = c.Write([]byte("GET /env HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"))
+	require.NoError(t, err)
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	all, err := io.ReadAll(c) // returns only when the server closes
+	require.NoError(t, err)
+	assert.Contains(t, string(all), "Connection: close")
+	assert.True(t, strings.HasSuffix(string(all), "inherited set nil\n"))
 }

@@ -107,6 +107,7 @@ func (e *Engine) newGeneration(cfg *Config, id int64) (*generation, error) {
 		Preload:     e.opts.Preload,
 		Compile:     g.compile,
 		Timers:      &luabind.TimerCounts{},
+		Env:         luaEnv(cfg.Env),
 	}
 	opts.Setup = func(vm *luabind.VM) error {
 		if initProto == nil {
@@ -328,4 +329,21 @@ func (g *generation) runInitWorker(vm *luabind.VM, c *LuaChunk) error {
 	}
 	vm.End()
 	return nil
+}
+
+// luaEnv is the environment an nginx worker keeps: TZ and the variables
+// `env` names (with their value, or the inherited one).
+func luaEnv(vars []EnvVar) map[string]string {
+	env := make(map[string]string)
+	if tz, ok := os.LookupEnv("TZ"); ok {
+		env["TZ"] = tz
+	}
+	for _, v := range vars {
+		if v.HasValue {
+			env[v.Name] = v.Value
+		} else if val, ok := os.LookupEnv(v.Name); ok {
+			env[v.Name] = val
+		}
+	}
+	return env
 }

@@ -113,6 +113,7 @@ func (vm *VM) openNgx() {
 	vm.openNgxLocation(ngx)
 	registerNgxEncoding(L, ngx)
 	registerNgxTime(L, ngx, vm.opts.clock())
+	registerNgxRe(L, ngx)
 	registerNgxShared(L, ngx, func(name string) *SharedDict {
 		if vm.opts.SharedDict == nil {
 			return nil

@@ -60,6 +60,10 @@ type Options struct {
 	// package.path (see installSearcher); nil keeps gopher-lua's loader,
 	// which reads and compiles the file in each VM.
 	Compile func(path string) (*lua.FunctionProto, error)
+	// Env is the environment Lua's os.getenv sees: nginx removes every
+	// inherited variable but TZ and those an `env` directive names. Nil
+	// leaves os.getenv as it is.
+	Env map[string]string
 	// Timers counts the pending and running ngx.timer callbacks of every VM
 	// built with these options (one generation, nginx's worker).
 	Timers *TimerCounts
@@ -164,6 +168,18 @@ func NewVM(opts *Options) (*VM, error) {
 	vm.openNgx()
 	vm.openModules()
 	vm.installSearcher()
+	if opts.Env != nil {
+		env := opts.Env
+		os := L.GetGlobal("os").(*lua.LTable)
+		os.RawSetString("getenv", L.NewFunction(func(L *lua.LState) int {
+			if v, ok := env[L.CheckString(1)]; ok {
+				L.Push(lua.LString(v))
+			} else {
+				L.Push(lua.LNil)
+			}
+			return 1
+		}))
+	}
 	for name, loader := range opts.Preload {
 		L.PreloadModule(name, vm.guard(loader))
 	}

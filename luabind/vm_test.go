@@ -211,3 +211,9 @@ func TestNoImplicitArgTable(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "nil0\n", string(ctx.Response.Body()), "LuaJIT has no Lua 5.0 arg table")
 }
+
+func TestNgxReIsRegistered(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/", `local m = ngx.re.match("hello 42", [[(\d+)]], "jo") ngx.say(m[0], " ", m[1])`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "42 42\n", string(ctx.Response.Body()))
+}

@@ -3,7 +3,7 @@
 # server suites), nginx-extras + lua libraries (OpenResty differential tests),
 # redis (cosocket specs), libmemcached-dev (ketama compatibility vectors), wrk.
 set -euo pipefail
-pkgs=(memcached nginx-extras lua-cjson lua-nginx-memcached lua-nginx-redis redis-server
+pkgs=(memcached nginx-extras libnginx-mod-http-lua lua-resty-core lua-cjson lua-nginx-memcached lua-nginx-redis redis-server
       libmemcached-dev gcc wrk openssl luajit2)
 missing=()
 for p in "${pkgs[@]}"; do
