@@ -4,7 +4,7 @@
 # redis (cosocket specs), libmemcached-dev (ketama compatibility vectors), wrk.
 set -euo pipefail
 pkgs=(memcached nginx-extras libnginx-mod-http-lua lua-resty-core lua-cjson lua-nginx-memcached lua-nginx-redis redis-server
-      libmemcached-dev gcc wrk openssl luajit2)
+      libmemcached-dev gcc wrk openssl luajit2 sasl2-bin libsasl2-modules)
 missing=()
 for p in "${pkgs[@]}"; do
   dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
