@@ -456,7 +456,9 @@ func rmcAppendConcat(L *lua.LState, dst []byte, v lua.LValue) []byte {
 		}
 		return append(dst, lv.String()...)
 	}
-	L.RaiseError("attempt to concatenate a %s value", v.Type().String())
+	// gopher-lua's wording, as the library's own `..` raises it here (the
+	// bad operand is always followed by " " or "\r\n").
+	L.RaiseError("cannot perform concat operation between %s and string", v.Type().String())
 	return dst
 }
 
@@ -469,7 +471,7 @@ func rmcAppendValue(L *lua.LState, dst []byte, v lua.LValue, depth int) []byte {
 		case lua.LString, lua.LNumber:
 			return rmcAppendConcat(L, dst, v)
 		}
-		L.RaiseError("bad argument #1 to 'len' (string expected, got %s)", v.Type().String())
+		L.RaiseError("bad argument #1 to strlen (string expected, got %s)", v.Type().String())
 	}
 	if depth > 100 {
 		L.RaiseError("value table nested too deeply")
@@ -721,7 +723,7 @@ func (m *rmcModule) cas(L *lua.LState) int {
 	}
 	cas := L.Get(4)
 	if cas == lua.LNil {
-		L.RaiseError("attempt to concatenate a nil value")
+		L.RaiseError("cannot perform concat operation between nil and string")
 	}
 	return o.storeCmd(L, "cas", cas)
 }

@@ -159,8 +159,12 @@ local function show(...)
 end
 `
 
+// rmcCases run on the Go-native module; those not marked native also run
+// on Debian's copy of the original pure-Lua library (v0.13, before
+// pipelines), which must answer the same.
 var rmcCases = []struct {
 	name, code, want string
+	native           bool
 }{
 	{"synopsis", `
 		local memc, err = memcached:new()
@@ -178,7 +182,7 @@ var rmcCases = []struct {
 		local ok, err = memc:set_keepalive(10000, 100)
 		if not ok then ngx.say("cannot set keepalive: ", err) return end
 		ngx.say(memc:get("dog"))
-	`, "dog: 32\nnilnilclosed\n"},
+	`, "dog: 32\nnilnilclosed\n", false},
 	{"store family", rmcConnect + `
 		show(memc:set("k", "v", 0, 7))
 		show(memc:get("k"))
@@ -214,7 +218,7 @@ nil "NOT_STORED"
 "3.5" "0"
 1
 "" "0"
-`},
+`, false},
 	{"get and gets", rmcConnect + `
 		show(memc:get("missing"))
 		show(memc:gets("missing"))
@@ -237,7 +241,7 @@ nil "NOT_FOUND"
 "2" "0" true
 1
 "xy" "9"
-`},
+`, true},
 	{"multi get", rmcConnect + `
 		assert(memc:set("a", "1"))
 		assert(memc:set("b", "22", 0, 5))
@@ -255,7 +259,7 @@ nil "NOT_FOUND"
 "22" "5" true 3
 nil nil 2
 nil
-`},
+`, false},
 	{"touch delete incr decr", rmcConnect + `
 		assert(memc:set("n", 32))
 		show(memc:touch("n", 100))
@@ -280,7 +284,7 @@ nil true
 1
 nil "NOT_FOUND"
 nil nil nil
-`},
+`, false},
 	{"stats version verbosity", rmcConnect + `
 		local lines = assert(memc:stats())
 		local all = #lines > 5
@@ -292,7 +296,7 @@ nil nil nil
 		show(memc:verbosity(0))
 		show(memc:flush_all(0))
 		show(memc:flush_all())
-	`, "true\ntrue\n1\n1\n1\n1\n"},
+	`, "true\ntrue\n1\n1\n1\n1\n", false},
 	{"server errors", rmcConnect + `
 		local long = string.rep("k", 251)
 		show(memc:get(long))
@@ -311,7 +315,31 @@ nil nil nil
 nil "CLIENT_ERROR invalid numeric delta argument"
 nil "CLIENT_ERROR invalid exptime argument"
 "v" "0"
-`},
+`, false},
+	{"argument errors", rmcConnect + `
+		local function try(f, ...)
+			local ok, err = pcall(f, memc, ...)
+			ngx.say(ok, " ", (tostring(err):gsub("^.-:%d+: ", "")))
+		end
+		try(memc.set, "k", nil)
+		try(memc.set, "k", true)
+		try(memc.touch, "k")
+		try(memc.incr, "k")
+		try(memc.verbosity)
+		try(memc.set, "k", "v", {})
+		try(memc.cas, "k", "v")
+		show(memc:set("k", "v", "0", "1"))
+		show(memc:get("k"))
+	`, `false bad argument #1 to strlen (string expected, got nil)
+false bad argument #1 to strlen (string expected, got boolean)
+false cannot perform concat operation between nil and string
+false cannot perform concat operation between nil and string
+false cannot perform concat operation between nil and string
+false cannot perform concat operation between table and string
+false cannot perform concat operation between nil and string
+1
+"v" "1"
+`, false},
 	{"quit", rmcConnect + `
 		show(memc:quit())
 		ngx.sleep(0.05)
@@ -319,7 +347,7 @@ nil "CLIENT_ERROR invalid exptime argument"
 		local v, f, err = memc:get("x")
 		show(v, f, err == "closed" or err == "connection reset by peer")
 		show(memc:get("x"))
-	`, "1\nnil nil true\nnil nil \"closed\"\n"},
+	`, "1\nnil nil true\nnil nil \"closed\"\n", false},
 	{"not initialized and closed", `
 		show = function(...) local t = {...} for i = 1, select('#', ...) do t[i] = tostring(t[i]) end ngx.say(table.concat(t, " ", 1, select('#', ...))) end
 		show(memcached.get(memcached, "x"))
@@ -375,7 +403,7 @@ nil closed
 nil closed
 nil expecting key_transform = { escape, unescape } table
 0.17
-`},
+`, true},
 	{"key escaping", rmcConnect + `
 		local keys = {"a b", "100%", "/x?y=z&w", "日本語", "tab\tnl\n", "+plus"}
 		for i, k in ipairs(keys) do assert(memc:set(k, "v" .. i)) end
@@ -405,7 +433,7 @@ nil expecting key_transform = { escape, unescape } table
 "v2" "0"
 "v4" "0"
 nil nil nil
-`},
+`, false},
 	{"key_transform", rmcConnect + `
 		local calls = 0
 		local pre = memcached:new{key_transform = {
@@ -425,14 +453,14 @@ nil nil nil
 		local bad = memcached:new{key_transform = {function() return nil end, tostring}}
 		assert(bad:connect(HOST, PORT))
 		local ok, err = pcall(bad.get, bad, "x")
-		show(ok, err:match("attempt to concatenate a nil value$"))
+		show(ok, err:match("cannot perform concat operation between nil and string"))
 	`, `1
 "v" "0"
 "v" "0"
 "v" nil
 4
-false "attempt to concatenate a nil value"
-`},
+false "cannot perform concat operation between nil and string"
+`, false},
 	{"pipeline", rmcConnect + `
 		show(memc:init_pipeline())
 		show(memc:init_pipeline())
@@ -489,7 +517,7 @@ nil nil nil
 
 0
 1
-`},
+`, true},
 }
 
 func TestRestyMemcachedBehaviour(t *testing.T) {
@@ -830,4 +858,41 @@ func TestRestyMemcachedConnectTimeout(t *testing.T) {
 	require.Len(t, e.log.lines, 1, e.logged())
 	assert.Equal(t, LogErr, e.log.lines[0].level)
 	assert.Equal(t, "lua tcp socket connect timed out, when connecting to 127.0.0.1:"+strconv.Itoa(port), e.log.lines[0].msg)
+}
+
+// rmcPureLua is Debian's lua-nginx-memcached: lua-resty-memcached's own Lua
+// code, which runs over ngx.socket.tcp.
+const rmcPureLua = "/usr/share/lua/5.1/nginx/memcached.lua"
+
+// TestRestyMemcachedAgreesWithThePureLuaLibrary runs the behaviour cases on
+// the original library too: the Go-native module must answer line for line
+// what lua-resty-memcached's own code answers.
+func TestRestyMemcachedAgreesWithThePureLuaLibrary(t *testing.T) {
+	if _, err := os.Stat(rmcPureLua); err != nil {
+		t.Skipf("%s not installed (apt-get install lua-nginx-memcached): %v", rmcPureLua, err)
+	}
+	for _, b := range rmcBackends(t) {
+		t.Run(b.name, func(t *testing.T) {
+			for _, tc := range rmcCases {
+				if tc.native {
+					continue
+				}
+				t.Run(tc.name, func(t *testing.T) {
+					vm, err := NewVM(&Options{Logger: &testLogger{}, Pools: &memcached.Pools{}, PackagePath: filepath.Dir(filepath.Dir(rmcPureLua)) + "/?.lua;;"})
+					require.NoError(t, err)
+					defer vm.Close()
+					if err := vm.L.DoString(`assert(ngx.socket and ngx.socket.tcp)`); err != nil {
+						t.Skip("ngx.socket.tcp is not available yet: the pure-Lua library cannot run")
+					}
+					prelude := fmt.Sprintf("local memcached = require 'nginx.memcached'; local HOST, PORT = '127.0.0.1', %d; ", b.port)
+					ctx := &fasthttp.RequestCtx{}
+					vm.Bind(&Request{Ctx: ctx, Phase: PhaseContent, Start: time.Now()})
+					err = vm.Run(compile(t, "content_by_lua(nginx.conf:1)", prelude+tc.code), 10*time.Second)
+					vm.End()
+					require.NoError(t, err)
+					assert.Equal(t, tc.want, string(ctx.Response.Body()))
+				})
+			}
+		})
+	}
 }
