@@ -151,9 +151,17 @@ describe("ngx.shared", function()
     assert.is_nil(ngx.shared.no_such_dict)
   end)
 
-  -- luabind/shdict.go shdictGet pushes the flags slot and then returns 1,
-  -- so get answers that nil instead of the value when flags are 0.
-  pending("get returns a value stored without flags (shdictGet returns the flags slot)")
+  it("returns a value stored without flags, and the flags when set", function()
+    local d = ngx.shared.ngx_core_spec
+    d:set("plain", "v")
+    local v, flags = d:get("plain")
+    assert.are.equal("v", v)
+    assert.is_nil(flags)
+    d:set("flagged", 7, 0, 3)
+    v, flags = d:get("flagged")
+    assert.are.equal(7, v)
+    assert.are.equal(3, flags)
+  end)
 end)
 
 describe("encoding", function()
