@@ -264,8 +264,10 @@ func TestBmemPoolSharedAcrossVMs(t *testing.T) {
 		}
 		after := serverStats(t, b)
 		opened := atoiT(t, after["total_connections"]) - atoiT(t, before["total_connections"])
-		// one per VM, plus the stats connections of this test
-		assert.LessOrEqual(t, opened, vms+1, "connections opened for %d requests", vms*requests)
+		// One per VM, plus this test's second stats connection, plus one
+		// for memcached's worker threads counting the readiness probe of
+		// realMemcached after the first stats call.
+		assert.LessOrEqual(t, opened, vms+2, "connections opened for %d requests", vms*requests)
 		assert.LessOrEqual(t, atoiT(t, after["curr_connections"])-atoiT(t, before["curr_connections"]), vms+1)
 		assert.Positive(t, opened)
 	})
