@@ -176,6 +176,26 @@ func (c *Client) connFor(key string) (*mconn, error) {
 	return nil, lastErr
 }
 
+// lost closes the connections beside m after m's socket failed: when a
+// server dies every connection to it is dead, and finding out one request at
+// a time would fail one request per connection.
+func (s *muxServer) lost(m *mconn, err error) {
+	s.mu.Lock()
+	var others []*mconn
+	for i, o := range s.conns {
+		if o == m {
+			s.conns[i] = nil
+		} else if o != nil {
+			others = append(others, o)
+			s.conns[i] = nil
+		}
+	}
+	s.mu.Unlock()
+	for _, o := range others {
+		o.fail(fmt.Errorf("%w: %s: another connection to it failed: %w", ErrClosed, s.addr, err))
+	}
+}
+
 // connTo returns a live connection to server i.
 func (c *Client) connTo(i int) (*mconn, error) {
 	if c.closed.Load() {
@@ -199,7 +219,8 @@ func (c *Client) connTo(i int) (*mconn, error) {
 		return nil, err
 	}
 	c.sel.MarkUp(i)
-	m := newMconn(cn, c.cfg.Protocol)
+	m := newMconn(cn, c.cfg.Protocol, c.timeout)
+	m.lost = s.lost
 	s.conns[slot] = m
 	return m, nil
 }
@@ -236,7 +257,7 @@ func (c *Client) do(m *mconn, cl *call, req *Request) error {
 	cl.op = req.Opcode
 	m.addBinary(cl, req, true)
 	m.commit()
-	return m.wait(cl, c.timeout)
+	return m.wait(cl)
 }
 
 // doText sends one text command built by enc and waits for its reply.
@@ -248,7 +269,7 @@ func (c *Client) doText(m *mconn, cl *call, kind textKind, enc func([]byte) []by
 	m.wbuf = enc(m.wbuf)
 	m.addText(cl)
 	m.commit()
-	return m.wait(cl, c.timeout)
+	return m.wait(cl)
 }
 
 // Protocol returns the protocol the client speaks.
@@ -342,7 +363,7 @@ func (c *Client) GetMulti(keys []string) (map[string]*Item, error) {
 				}
 				m.addBinary(cl, &Request{Opcode: OpNoop}, true)
 				m.commit()
-				err = m.wait(cl, c.timeout)
+				err = m.wait(cl)
 			}
 			results <- result{cl, err}
 		}()

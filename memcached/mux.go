@@ -2,24 +2,39 @@ package memcached
 
 import (
 	"bufio"
+	"bytes"
 	"errors"
 	"fmt"
 	"net"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 )
 
 // The Client's transport: a few connections per server, each shared by every
-// goroutine that wants that server. Callers append their requests to the
-// connection's write buffer under its lock; whoever finds no write in
-// progress becomes the writer and keeps writing until the buffer stays empty,
-// so concurrent requests leave in one syscall. One reader goroutine per
-// connection routes each response to its caller — by opaque for the binary
-// protocol, in order for the text protocol — and is the only goroutine that
-// completes calls, so a call's result is never written by two goroutines.
-// A timeout, I/O error or unparsable reply closes the connection and fails
-// every call still waiting on it (the one reuse rule: see Resumable).
+// goroutine that wants that server.
+//
+// Writing: callers append their requests to the connection's write buffer
+// under its lock; whoever finds no write in progress becomes the writer and
+// keeps writing until the buffer stays empty, so concurrent requests leave
+// in one syscall.
+//
+// Reading: memcached answers a connection's requests in order (binary quiet
+// requests simply skip their answer), so pending calls form a FIFO and the
+// head is always the next to complete; binary opaques are checked against the
+// head's range, which is also how a quiet request's failure reaches the
+// caller that sent it. There is no reader goroutine: a waiting caller that
+// finds nobody reading becomes the reader, completes the head calls as their
+// replies arrive (its own included), keeps going while replies are buffered,
+// and then hands the reader role to the new head, which is the oldest
+// waiter. The reader blocks on the socket with the head's deadline, so every
+// waiter is bounded by its own deadline without a timer per call. One
+// goroutine at a time holds the role, so a call's result is never written by
+// two goroutines.
+//
+// A timeout, an I/O error or an unparsable reply closes the connection and
+// fails every call still queued on it (the reuse rule: see Resumable).
 
 // textKind says how the reader consumes a text reply.
 type textKind uint8
@@ -35,11 +50,17 @@ const (
 	kindVersion
 )
 
+// What a call's done channel carries.
+const (
+	doneResult uint8 = iota // the call is complete
+	doneTurn                // the call is the head and now holds the reader role
+)
+
 // call is one caller's pending operation: a single request, or a batch of
 // quiet requests ended by a terminal one (opaques first..last).
 type call struct {
-	done  chan struct{}
-	timer *time.Timer
+	done     chan uint8
+	deadline time.Time
 
 	op          Opcode
 	first, last uint32
@@ -48,7 +69,6 @@ type call struct {
 
 	err    error
 	status Status
-	body   string
 	cas    uint64
 	flags  uint32
 	value  []byte
@@ -59,54 +79,54 @@ type call struct {
 	stats  map[string]string
 }
 
-var callPool = sync.Pool{New: func() any {
-	t := time.NewTimer(time.Hour)
-	t.Stop()
-	return &call{done: make(chan struct{}, 1), timer: t}
-}}
+var callPool = sync.Pool{New: func() any { return &call{done: make(chan uint8, 1)} }}
 
 func getCall() *call { return callPool.Get().(*call) }
 
 func putCall(c *call) {
-	done, timer := c.done, c.timer
-	*c = call{done: done, timer: timer}
+	done := c.done
+	*c = call{done: done}
 	callPool.Put(c)
 }
 
 // mconn is one shared connection.
 type mconn struct {
 	nc      net.Conn
+	br      *bufio.Reader
 	proto   Protocol
 	maxBody int
 	send    time.Duration
+	timeout time.Duration
+	// lost, when set, is told once that m lost its stream to an I/O error,
+	// so that the connections beside it are not trusted either.
+	lost func(*mconn, error)
+
+	// Used only by the goroutine holding the reader role.
+	resp   Response
+	tv     TextValue
+	readDL time.Time
 
 	mu      sync.Mutex
 	wbuf    []byte
 	spare   []byte
 	writing bool
+	reading bool
 	opaque  uint32
-	pending map[uint32]*call // binary
-	queue   []*call          // text, in send order
+	queue   []*call // pending, in send order
 	qhead   int
 	err     error
 	dead    atomic.Bool // err != nil, readable without the lock
 }
 
-func newMconn(c *Conn, proto Protocol) *mconn {
-	m := &mconn{
+func newMconn(c *Conn, proto Protocol, timeout time.Duration) *mconn {
+	return &mconn{
 		nc:      c.nc,
+		br:      c.br,
 		proto:   proto,
 		maxBody: c.opts.MaxValueSize,
 		send:    c.send,
-		pending: make(map[uint32]*call),
+		timeout: timeout,
 	}
-	br := c.br
-	if proto == Text {
-		go m.readText(br)
-	} else {
-		go m.readBinary(br)
-	}
-	return m
 }
 
 // begin locks m for appending a request; it fails if m is closed.
@@ -120,34 +140,32 @@ func (m *mconn) begin() error {
 	return nil
 }
 
-// nextOpaque must be called with m.mu held. Zero is skipped so that a zero
-// opaque in a response never matches a call.
-func (m *mconn) nextOpaque() uint32 {
-	m.opaque++
-	if m.opaque == 0 {
-		m.opaque++
-	}
-	return m.opaque
+// enqueue makes c the newest pending call; m.mu is held.
+func (m *mconn) enqueue(c *call) {
+	c.deadline = time.Now().Add(m.timeout)
+	m.queue = append(m.queue, c)
 }
 
-// addBinary appends req under m.mu, registering it for c. last marks the
-// request that completes c.
+// addBinary appends req under m.mu for c, queueing c with its first
+// request. last marks the request whose answer completes c.
 func (m *mconn) addBinary(c *call, req *Request, last bool) {
-	req.Opaque = m.nextOpaque()
+	m.opaque++
+	if m.opaque == 0 { // zero never matches, so a zeroed reply is refused
+		m.opaque++
+	}
+	req.Opaque = m.opaque
 	if c.first == 0 {
 		c.first = req.Opaque
+		m.enqueue(c)
 	}
 	if last {
 		c.last = req.Opaque
 	}
-	m.pending[req.Opaque] = c
 	m.wbuf = AppendRequest(m.wbuf, req)
 }
 
 // addText queues c for the reply to the command already appended to m.wbuf.
-func (m *mconn) addText(c *call) {
-	m.queue = append(m.queue, c)
-}
+func (m *mconn) addText(c *call) { m.enqueue(c) }
 
 // commit unlocks m and writes the buffer unless another caller is writing.
 func (m *mconn) commit() {
@@ -156,6 +174,15 @@ func (m *mconn) commit() {
 		return
 	}
 	m.writing = true
+	// Under load (other calls in flight here), let callers that are already
+	// runnable — woken by the same batch of replies — add their requests
+	// first, so that they share this write. Alone, yielding would only cost a
+	// thread wake-up.
+	if len(m.queue)-m.qhead > 1 {
+		m.mu.Unlock()
+		runtime.Gosched()
+		m.mu.Lock()
+	}
 	for {
 		out := m.wbuf
 		m.wbuf = m.spare[:0]
@@ -178,34 +205,174 @@ func (m *mconn) commit() {
 	}
 }
 
-// wait blocks until c completes or the timeout passes; a timeout closes m,
-// because the reply may still come and would be read as another's.
-func (m *mconn) wait(c *call, timeout time.Duration) error {
-	c.timer.Reset(timeout)
+// wait returns c's error once c is complete, reading replies itself when
+// nobody else is.
+func (m *mconn) wait(c *call) error {
+	m.mu.Lock()
+	// A reader may have completed c before its caller got here; its result
+	// is sent before the role is released, so under the lock it is visible.
 	select {
-	case <-c.done:
-		c.timer.Stop()
-	case <-c.timer.C:
-		m.fail(&timeoutError{fmt.Errorf("no reply within %v", timeout)})
-		<-c.done
+	case v := <-c.done:
+		m.mu.Unlock()
+		if v == doneTurn {
+			m.read(c)
+		}
+		return c.err
+	default:
+	}
+	if !m.reading && m.err == nil {
+		m.reading = true
+		m.mu.Unlock()
+		m.read(c)
+		return c.err
+	}
+	m.mu.Unlock()
+	if <-c.done == doneTurn {
+		m.read(c)
 	}
 	return c.err
 }
 
-// fail closes m with err (the first error wins); the reader then completes
-// every pending call with it.
+// read holds the reader role until self is complete and no reply is left
+// buffered, then passes the role to the head of the queue.
+func (m *mconn) read(self *call) {
+	selfDone := false
+	for !selfDone || m.replyBuffered() {
+		m.mu.Lock()
+		if m.qhead == len(m.queue) {
+			m.mu.Unlock()
+			m.drain(pending(self, selfDone), fmt.Errorf("%w: reply with no request waiting", ErrProtocol))
+			return
+		}
+		head := m.queue[m.qhead]
+		m.mu.Unlock()
+		complete, err := m.readReply(head)
+		if err != nil {
+			m.drain(pending(self, selfDone), wrapNetErr(err))
+			return
+		}
+		if !complete {
+			continue
+		}
+		m.mu.Lock()
+		m.queue[m.qhead] = nil
+		m.qhead++
+		if m.qhead == len(m.queue) {
+			m.queue, m.qhead = m.queue[:0], 0
+		}
+		m.mu.Unlock()
+		if head == self {
+			selfDone = true
+		} else {
+			head.done <- doneResult
+		}
+	}
+	m.mu.Lock()
+	if m.qhead < len(m.queue) {
+		next := m.queue[m.qhead]
+		m.mu.Unlock()
+		next.done <- doneTurn
+		return
+	}
+	m.reading = false
+	m.mu.Unlock()
+}
+
+// pending returns self unless it is already complete.
+func pending(self *call, done bool) *call {
+	if done {
+		return nil
+	}
+	return self
+}
+
+// replyBuffered reports whether a whole reply (binary), or at least a whole
+// line (text), is buffered, so that reading it will not wait.
+func (m *mconn) replyBuffered() bool {
+	n := m.br.Buffered()
+	if m.proto == Text {
+		b, _ := m.br.Peek(n)
+		return bytes.IndexByte(b, '\n') >= 0
+	}
+	if n < HeaderLen {
+		return false
+	}
+	hb, _ := m.br.Peek(HeaderLen)
+	return n >= HeaderLen+int(ParseHeader(hb).BodyLen)
+}
+
+// blockingRead sets the socket's read deadline to head's before a read that
+// may wait for the network.
+func (m *mconn) blockingRead(head *call) {
+	if !head.deadline.Equal(m.readDL) {
+		m.readDL = head.deadline
+		m.nc.SetReadDeadline(head.deadline) //nolint:errcheck
+	}
+}
+
+// readReply reads one reply for head: one packet (binary) or one whole reply
+// (text). It reports whether head is now complete; an error means the
+// stream is lost.
+func (m *mconn) readReply(head *call) (bool, error) {
+	if m.proto == Text {
+		if m.br.Buffered() == 0 {
+			m.blockingRead(head)
+		}
+		return true, head.readText(m.br, &m.tv, m.maxBody)
+	}
+	if m.br.Buffered() < HeaderLen {
+		m.blockingRead(head)
+	}
+	hb, err := m.br.Peek(HeaderLen)
+	if err != nil {
+		return false, unexpected(err)
+	}
+	if n := HeaderLen + int(ParseHeader(hb).BodyLen); m.br.Buffered() < n {
+		m.blockingRead(head)
+	}
+	r := &m.resp
+	if err := ReadResponse(m.br, r, m.maxBody); err != nil {
+		return false, err
+	}
+	if r.Opaque < head.first || r.Opaque > head.last {
+		return false, fmt.Errorf("%w: reply opaque %d (%s) outside the waiting request's %d..%d", ErrProtocol, r.Opaque, r.Opcode, head.first, head.last)
+	}
+	terminal := r.Opaque == head.last && (!head.statMulti || len(r.Key) == 0 || r.Status != StatusNoError)
+	head.takeBinary(r, terminal)
+	return terminal, nil
+}
+
+// fail closes m with err (the first error wins). A reader, if any, then
+// fails every queued call; with none, fail does it.
 func (m *mconn) fail(err error) {
 	m.mu.Lock()
 	if m.err == nil {
 		m.err = err
 	}
 	m.dead.Store(true)
+	var calls []*call
+	if !m.reading {
+		calls = m.takeQueue()
+	}
 	m.mu.Unlock()
 	m.nc.Close() //nolint:errcheck // closing unblocks the reader
+	for _, c := range calls {
+		c.err = m.err
+		c.done <- doneResult
+	}
 }
 
-// drain is the reader's exit: it records err and completes every call left.
-func (m *mconn) drain(err error) {
+// takeQueue empties the queue; m.mu is held.
+func (m *mconn) takeQueue() []*call {
+	calls := append([]*call(nil), m.queue[m.qhead:]...)
+	m.queue, m.qhead = nil, 0
+	return calls
+}
+
+// drain is the reader's exit on error: it closes m and completes every
+// queued call with the error (self, when not yet complete, directly;
+// others through done).
+func (m *mconn) drain(self *call, err error) {
 	m.nc.Close() //nolint:errcheck
 	m.mu.Lock()
 	if m.err == nil {
@@ -213,55 +380,28 @@ func (m *mconn) drain(err error) {
 	}
 	m.dead.Store(true)
 	err = m.err
-	var calls []*call
-	seen := make(map[*call]bool)
-	for _, c := range m.pending {
-		if !seen[c] {
-			seen[c] = true
-			calls = append(calls, c)
-		}
-	}
-	clear(m.pending)
-	calls = append(calls, m.queue[m.qhead:]...)
-	m.queue, m.qhead = nil, 0
+	calls := m.takeQueue()
+	m.reading = false
 	m.mu.Unlock()
+	if m.lost != nil && ioError(err) {
+		m.lost(m, err)
+	}
+	if self != nil {
+		self.err = err
+	}
 	for _, c := range calls {
-		c.err = err
-		c.done <- struct{}{}
+		if c != self {
+			c.err = err
+			c.done <- doneResult
+		}
 	}
 }
 
-func (m *mconn) readBinary(br *bufio.Reader) {
-	var resp Response
-	for {
-		if err := ReadResponse(br, &resp, m.maxBody); err != nil {
-			m.drain(wrapNetErr(err))
-			return
-		}
-		m.mu.Lock()
-		c := m.pending[resp.Opaque]
-		if c == nil {
-			m.mu.Unlock()
-			m.drain(fmt.Errorf("%w: response with unknown opaque %d (%s)", ErrProtocol, resp.Opaque, resp.Opcode))
-			return
-		}
-		terminal := resp.Opaque == c.last && (!c.statMulti || len(resp.Key) == 0 || resp.Status != StatusNoError)
-		if terminal {
-			for o := c.first; ; o++ {
-				delete(m.pending, o)
-				if o == c.last {
-					break
-				}
-			}
-		} else if resp.Opaque != c.last {
-			delete(m.pending, resp.Opaque)
-		}
-		m.mu.Unlock()
-		c.takeBinary(&resp, terminal)
-		if terminal {
-			c.done <- struct{}{}
-		}
-	}
+// ioError reports whether err is a failure of the socket itself (a reset,
+// an EOF): the server is probably gone, unlike after a timeout or a garbled
+// reply.
+func ioError(err error) bool {
+	return !errors.Is(err, ErrTimeout) && !errors.Is(err, ErrProtocol) && !errors.Is(err, ErrClosed)
 }
 
 // takeBinary records one response of c.
@@ -303,40 +443,6 @@ func clone(b []byte) []byte {
 	out := make([]byte, len(b))
 	copy(out, b)
 	return out
-}
-
-func (m *mconn) readText(br *bufio.Reader) {
-	var v TextValue
-	for {
-		// Block for the first byte of a reply before looking at the queue, so
-		// that an idle connection costs no lock traffic.
-		if _, err := br.Peek(1); err != nil {
-			m.drain(wrapNetErr(err))
-			return
-		}
-		m.mu.Lock()
-		if m.qhead == len(m.queue) {
-			m.mu.Unlock()
-			m.drain(fmt.Errorf("%w: unsolicited text reply", ErrProtocol))
-			return
-		}
-		c := m.queue[m.qhead]
-		m.mu.Unlock()
-		fatal := c.readText(br, &v, m.maxBody)
-		if fatal != nil {
-			// c is still queued: drain completes it with the error.
-			m.drain(wrapNetErr(fatal))
-			return
-		}
-		m.mu.Lock()
-		m.queue[m.qhead] = nil
-		m.qhead++
-		if m.qhead == len(m.queue) {
-			m.queue, m.qhead = m.queue[:0], 0
-		}
-		m.mu.Unlock()
-		c.done <- struct{}{}
-	}
 }
 
 // readText consumes c's reply; a returned error means the stream is lost.
