@@ -152,6 +152,11 @@ func (vm *VM) proxy(index, newindex lua.LGFunction) *lua.LTable {
 // made outside one (init_by_lua, module top level at VM start).
 func (vm *VM) request(L *lua.LState) *Request {
 	if vm.req == nil {
+		if vm.phase == PhaseTimer {
+			// lua-nginx-module runs timers on a fake request, whose
+			// context check fails rather than the request lookup.
+			L.RaiseError("API disabled in the context of ngx.timer")
+		}
 		L.RaiseError("no request found")
 	}
 	return vm.req

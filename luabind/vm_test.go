@@ -217,3 +217,34 @@ func TestNgxReIsRegistered(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "42 42\n", string(ctx.Response.Body()))
 }
+
+func TestAPIDisabledInPhases(t *testing.T) {
+	vm, err := NewVM(&Options{})
+	require.NoError(t, err)
+	defer vm.Close()
+	cases := []struct {
+		phase Phase
+		code  string
+		want  string
+	}{
+		{PhaseLog, `ngx.say("x")`, "API disabled in the context of log_by_lua*"},
+		{PhaseLog, `ngx.exit(200)`, "API disabled in the context of log_by_lua*"},
+		{PhaseLog, `ngx.redirect("/")`, "API disabled in the context of log_by_lua*"},
+		{PhaseLog, `ngx.req.read_body()`, "API disabled in the context of log_by_lua*"},
+		{PhaseLog, `ngx.location.capture("/")`, "API disabled in the context of log_by_lua*"},
+		{PhaseLog, `ngx.sleep(0)`, "API disabled in the context of log_by_lua*"},
+	}
+	for _, c := range cases {
+		vm.Bind(&Request{Ctx: &fasthttp.RequestCtx{}, Phase: c.phase})
+		err := vm.Run(compile(t, "x", c.code), time.Second)
+		vm.End()
+		require.Error(t, err, c.code)
+		assert.Contains(t, err.Error(), c.want, c.code)
+	}
+	// A timer has no request: request APIs fail as in OpenResty.
+	vm.SetPhase(PhaseTimer)
+	err = vm.Run(compile(t, "x", `ngx.say("x")`), time.Second)
+	vm.SetPhase(PhaseContent)
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), "API disabled in the context of ngx.timer")
+}
