@@ -317,7 +317,8 @@ func (s *bmemSession) conn(L *lua.LState, idx int) *bmemConn {
 		}
 		bc = &bmemConn{s: s, idx: idx, c: c, pool: pool}
 		s.conns[idx] = bc
-		if !s.hooked && s.m.vm.req != nil {
+		// Released when the request (or timer, or init phase) ends.
+		if !s.hooked {
 			s.m.track(s)
 		}
 	}
