@@ -2,9 +2,12 @@ package luabind
 
 import (
 	"errors"
+	"io"
 	"net"
+	"os"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
@@ -457,4 +460,49 @@ func bmemErrorText(addr string, err error) string {
 		return "bmemcached: connect to " + addr + " failed: " + s
 	}
 	return "bmemcached: " + addr + ": " + strings.TrimPrefix(msg, "memcached: ")
+}
+
+// bmemSocketLog is the error-log line nginx writes for a failed cosocket
+// operation (lua_socket_log_errors), which the OpenResty library's
+// connections would have produced before the error is thrown; "" when
+// nginx logs nothing (a close by the peer).
+func bmemSocketLog(err error, connecting bool, addr string) (int, string) {
+	var errno syscall.Errno
+	var ne net.Error
+	switch {
+	case errors.Is(err, memcached.ErrTimeout) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		(errors.As(err, &ne) && ne.Timeout()):
+		if connecting {
+			return LogErr, "lua tcp socket connect timed out, when connecting to " + addr
+		}
+		return LogErr, "lua tcp socket read timed out"
+	case errors.As(err, &errno):
+		text := errno.Error()
+		detail := " (" + strconv.Itoa(int(errno)) + ": " + strings.ToUpper(text[:1]) + text[1:] + ")"
+		if !connecting {
+			return LogErr, "recv() failed" + detail
+		}
+		if errno == syscall.ECONNREFUSED {
+			return LogErr, "connect() failed" + detail
+		}
+		return LogCrit, "connect() to " + addr + " failed" + detail
+	case errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, memcached.ErrClosed) || errors.Is(err, memcached.ErrProtocol):
+		return 0, ""
+	}
+	var se *memcached.StatusError
+	if errors.As(err, &se) {
+		return 0, "" // a SASL refusal is an answer, not a socket error
+	}
+	return LogErr, "lua tcp socket error: " + err.Error()
+}
+
+// logSocketError writes bmemSocketLog's line when lua_socket_log_errors is on.
+func (m *bmem) logSocketError(err error, connecting bool, addr string) {
+	if !m.vm.req.SocketDefaults().LogErrors {
+		return
+	}
+	if level, line := bmemSocketLog(err, connecting, addr); line != "" {
+		m.vm.Log(level, line)
+	}
 }

@@ -313,6 +313,7 @@ func (s *bmemSession) conn(L *lua.LState, idx int) *bmemConn {
 		pool := s.b.pools[idx]
 		c, err := pool.Get(ctx)
 		if err != nil {
+			s.m.logSocketError(err, true, pool.Addr())
 			L.RaiseError("%s", bmemErrorText(pool.Addr(), err))
 		}
 		bc = &bmemConn{s: s, idx: idx, c: c, pool: pool}
@@ -407,6 +408,7 @@ func (bc *bmemConn) tryRead() (*memcached.Response, error) {
 func (bc *bmemConn) fail(L *lua.LState, err error) {
 	addr := bc.pool.Addr()
 	bc.drop()
+	bc.s.m.logSocketError(err, false, addr)
 	L.RaiseError("%s", bmemErrorText(addr, err))
 }
 

@@ -474,3 +474,38 @@ func TestBmemConstsCoverTheProtocol(t *testing.T) {
 	assert.Equal(t, strings.Join(want, " "), lines[0])
 	assert.Equal(t, "Key exists|Unknown command|Authentication error", lines[1])
 }
+
+// Socket failures are logged as nginx logs them for a cosocket (unless
+// lua_socket_log_errors is off), then raised.
+func TestBmemSocketErrorsAreLogged(t *testing.T) {
+	silent := silentServer(t)
+	refused := bmemBackend{host: "127.0.0.1", port: freePort(t)}
+	tests := []struct {
+		name      string
+		b         bmemBackend
+		bucket    string
+		logErrors bool
+		want      []logLine
+	}{
+		{"refused", refused, `{}`, true, []logLine{{LogErr, "connect() failed (111: Connection refused)"}}},
+		{"read timeout", silent, `{ timeout = 50 }`, true, []logLine{{LogErr, "lua tcp socket read timed out"}}},
+		{"lua_socket_log_errors off", refused, `{}`, false, nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			v := newBmemVM(t, nil)
+			code := strings.NewReplacer("$HOST", tt.b.host, "$PORT", strconv.Itoa(tt.b.port), "$BUCKET", tt.bucket).Replace(`
+				local ses = require("resty.bmemcached").cluster{host = "$HOST", port = $PORT}:bucket($BUCKET):session()
+				ses:get("k")`)
+			settings := DefaultSocketSettings
+			settings.LogErrors = tt.logErrors
+			ctx := &fasthttp.RequestCtx{}
+			v.vm.Bind(&Request{Ctx: ctx, Phase: PhaseContent, Start: time.Now(), Socket: &settings})
+			err := v.vm.Run(compile(t, "x", code), 5*time.Second)
+			v.vm.End()
+			require.Error(t, err)
+			assert.Contains(t, err.Error(), tt.b.addr())
+			assert.Equal(t, tt.want, v.log.lines)
+		})
+	}
+}
