@@ -485,7 +485,7 @@ func rmcAppendValue(L *lua.LState, dst []byte, v lua.LValue, depth int) []byte {
 		case lua.LString, lua.LNumber:
 			dst = rmcAppendConcat(L, dst, e)
 		default:
-			L.RaiseError("invalid value (at index %d) in table for 'concat'", i)
+			L.RaiseError("invalid value (%s) at index %d in table for concat", e.Type().String(), i)
 		}
 	}
 	return dst

@@ -328,6 +328,8 @@ nil "CLIENT_ERROR invalid exptime argument"
 		try(memc.verbosity)
 		try(memc.set, "k", "v", {})
 		try(memc.cas, "k", "v")
+		try(memc.set, "k", {"a", true})
+		try(memc.set, "k", {"a", {{}, 2, {false}}})
 		show(memc:set("k", "v", "0", "1"))
 		show(memc:get("k"))
 	`, `false bad argument #1 to strlen (string expected, got nil)
@@ -337,6 +339,8 @@ false cannot perform concat operation between nil and string
 false cannot perform concat operation between nil and string
 false cannot perform concat operation between table and string
 false cannot perform concat operation between nil and string
+false invalid value (boolean) at index 2 in table for concat
+false invalid value (boolean) at index 1 in table for concat
 1
 "v" "1"
 `, false},
