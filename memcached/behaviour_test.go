@@ -169,6 +169,22 @@ func TestBehaviour(t *testing.T) {
 			assert.Equal(t, "C", string(items[keys[2]].Value))
 			assert.EqualValues(t, 3, items[keys[2]].Flags)
 		}},
+		{"set multi reports only the failed items", func(t *testing.T, c *memcached.Client, k string) {
+			items := []*memcached.Item{
+				{Key: k + "a", Value: []byte("A")},
+				{Key: k + "big", Value: make([]byte, 2<<20)},
+				{Key: k + "c", Value: []byte("C"), Flags: 9},
+			}
+			failed, err := c.SetMulti(items)
+			require.NoError(t, err)
+			require.Len(t, failed, 1)
+			assert.ErrorIs(t, failed[k+"big"], memcached.ErrValueTooLarge)
+			got, err := c.GetMulti([]string{k + "a", k + "big", k + "c"})
+			require.NoError(t, err)
+			require.Len(t, got, 2)
+			assert.Equal(t, "C", string(got[k+"c"].Value))
+			assert.EqualValues(t, 9, got[k+"c"].Flags)
+		}},
 		{"malformed keys are refused before sending", func(t *testing.T, c *memcached.Client, k string) {
 			bad := []string{"", strings.Repeat("k", 251)}
 			if c.Protocol() == memcached.Text {

@@ -355,7 +355,11 @@ func (c *Client) GetMulti(keys []string) (map[string]*Item, error) {
 			cl.items = make(map[string]*Item, len(ks))
 			var err error
 			if c.text() {
-				err = c.doText(m, cl, kindGet, func(b []byte) []byte { return AppendRetrievalCommand(b, "gets", ks...) })
+				for len(ks) > 0 && err == nil {
+					n := min(len(ks), textBatch)
+					err = c.doText(m, cl, kindGet, func(b []byte) []byte { return AppendRetrievalCommand(b, "gets", ks[:n]...) })
+					ks = ks[n:]
+				}
 			} else if err = m.begin(); err == nil {
 				cl.op = OpGetKQ
 				for _, k := range ks {
@@ -363,7 +367,9 @@ func (c *Client) GetMulti(keys []string) (map[string]*Item, error) {
 				}
 				m.addBinary(cl, &Request{Opcode: OpNoop}, true)
 				m.commit()
-				err = m.wait(cl)
+				if err = m.wait(cl); err == nil && len(cl.quiet) > 0 {
+					err = cl.quiet[0].err
+				}
 			}
 			results <- result{cl, err}
 		}()
@@ -380,6 +386,119 @@ func (c *Client) GetMulti(keys []string) (map[string]*Item, error) {
 		putCall(r.cl)
 	}
 	return items, firstErr
+}
+
+// textBatch bounds the keys of one text "gets" and the commands of one
+// pipelined text batch.
+const textBatch = 100
+
+// SetMulti stores every item unconditionally, in one pipelined batch per
+// server. failed holds the error of each item that was not stored, by key
+// (nil when all were); err reports a failure of a whole batch (a server that
+// cannot be reached, a broken connection), after which the items of that
+// batch are in an unknown state. With the binary protocol the batch is quiet
+// SetQ requests closed by a Noop, so only failures travel back — and only to
+// this caller, whatever else shares the connection.
+func (c *Client) SetMulti(items []*Item) (failed map[string]error, err error) {
+	byConn := make(map[*mconn][]*Item)
+	for _, it := range items {
+		if err := c.checkKey(it.Key); err != nil {
+			return nil, err
+		}
+		if lim := c.cfg.MaxValueSize; lim > 0 && len(it.Value) > lim {
+			return nil, fmt.Errorf("%w: %q: %d bytes", ErrValueTooLarge, it.Key, len(it.Value))
+		}
+		m, err := c.connFor(it.Key)
+		if err != nil {
+			return nil, err
+		}
+		byConn[m] = append(byConn[m], it)
+	}
+	type result struct {
+		failed map[string]error
+		err    error
+	}
+	results := make(chan result, len(byConn))
+	for m, its := range byConn {
+		go func() {
+			f, err := c.setBatch(m, its)
+			results <- result{f, err}
+		}()
+	}
+	for range byConn {
+		r := <-results
+		for k, e := range r.failed {
+			if failed == nil {
+				failed = make(map[string]error)
+			}
+			failed[k] = e
+		}
+		if r.err != nil && err == nil {
+			err = r.err
+		}
+	}
+	return failed, err
+}
+
+// setBatch stores its on m in one pipelined batch.
+func (c *Client) setBatch(m *mconn, its []*Item) (map[string]error, error) {
+	failed := map[string]error{}
+	if !c.text() {
+		cl := getCall()
+		defer putCall(cl)
+		if err := m.begin(); err != nil {
+			return nil, err
+		}
+		cl.op = OpSetQ
+		var ex [8]byte
+		for _, it := range its {
+			req := Request{Opcode: OpSetQ, Key: it.Key, Value: it.Value,
+				Extras: AppendStoreExtras(ex[:0], it.Flags, binaryExptime(it.Expiration))}
+			m.addBinary(cl, &req, false)
+		}
+		m.addBinary(cl, &Request{Opcode: OpNoop}, true)
+		m.commit()
+		if err := m.wait(cl); err != nil {
+			return nil, err
+		}
+		for _, q := range cl.quiet {
+			if int(q.index) < len(its) {
+				failed[its[q.index].Key] = q.err
+			}
+		}
+		return failed, nil
+	}
+	for len(its) > 0 {
+		n := min(len(its), textBatch)
+		calls := make([]*call, n)
+		if err := m.begin(); err != nil {
+			return nil, err
+		}
+		for i, it := range its[:n] {
+			calls[i] = getCall()
+			calls[i].kind = kindStore
+			m.wbuf = AppendStorageCommand(m.wbuf, "set", it.Key, it.Flags, int64(it.Expiration), it.Value, 0, false)
+			m.addText(calls[i])
+		}
+		m.commit()
+		var batchErr error
+		for i, cl := range calls {
+			err := m.wait(cl)
+			putCall(cl)
+			if err == nil {
+				continue
+			}
+			if !Resumable(err) && batchErr == nil {
+				batchErr = err
+			}
+			failed[its[i].Key] = err
+		}
+		if batchErr != nil {
+			return nil, batchErr
+		}
+		its = its[n:]
+	}
+	return failed, nil
 }
 
 // Set stores item unconditionally.

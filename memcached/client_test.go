@@ -169,6 +169,46 @@ func TestClientConcurrent(t *testing.T) {
 	}
 }
 
+// TestClientQuietFailuresReachTheirCaller: goroutines sharing connections
+// each send a batch of quiet sets with one failing item; each sees exactly
+// its own failure and nobody else's.
+func TestClientQuietFailuresReachTheirCaller(t *testing.T) {
+	p := mctest.Real(t)
+	for _, proto := range []memcached.Protocol{memcached.Binary, memcached.Text} {
+		t.Run(proto.String(), func(t *testing.T) {
+			c, err := memcached.New(memcached.Config{Servers: []string{p.Addr}, Protocol: proto, ConnsPerServer: 1})
+			require.NoError(t, err)
+			defer c.Close()
+			var wg sync.WaitGroup
+			errs := make(chan error, 16)
+			for g := 0; g < 16; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for round := 0; round < 10; round++ {
+						var items []*memcached.Item
+						bad := fmt.Sprintf("%s-q%d-%d-bad", proto, g, round)
+						for i := 0; i < 20; i++ {
+							items = append(items, &memcached.Item{Key: fmt.Sprintf("%s-q%d-%d-%d", proto, g, round, i), Value: []byte("v")})
+						}
+						items = append(items[:10], append([]*memcached.Item{{Key: bad, Value: make([]byte, 2<<20)}}, items[10:]...)...)
+						failed, err := c.SetMulti(items)
+						if err != nil || len(failed) != 1 || !errors.Is(failed[bad], memcached.ErrValueTooLarge) {
+							errs <- fmt.Errorf("goroutine %d round %d: %v %v", g, round, failed, err)
+							return
+						}
+					}
+				}()
+			}
+			wg.Wait()
+			close(errs)
+			for err := range errs {
+				t.Error(err)
+			}
+		})
+	}
+}
+
 func TestClientConfigErrors(t *testing.T) {
 	_, err := memcached.New(memcached.Config{})
 	assert.ErrorIs(t, err, memcached.ErrNoServers)
@@ -207,4 +247,30 @@ func TestClientGetAllocs(t *testing.T) {
 		}
 	})
 	assert.Zero(t, allocs)
+}
+
+// TestClientManyKeys: batches larger than one text command line are split.
+func TestClientManyKeys(t *testing.T) {
+	p := mctest.Real(t)
+	for _, proto := range []memcached.Protocol{memcached.Binary, memcached.Text} {
+		t.Run(proto.String(), func(t *testing.T) {
+			c, err := memcached.New(memcached.Config{Servers: []string{p.Addr}, Protocol: proto})
+			require.NoError(t, err)
+			defer c.Close()
+			var items []*memcached.Item
+			var keys []string
+			for i := 0; i < 1000; i++ {
+				k := fmt.Sprintf("%s-many-%03d", proto, i)
+				keys = append(keys, k)
+				items = append(items, &memcached.Item{Key: k, Value: []byte(strconv.Itoa(i))})
+			}
+			failed, err := c.SetMulti(items)
+			require.NoError(t, err)
+			require.Empty(t, failed)
+			got, err := c.GetMulti(append(keys, proto.String()+"-absent"))
+			require.NoError(t, err)
+			require.Len(t, got, 1000)
+			assert.Equal(t, "999", string(got[keys[999]].Value))
+		})
+	}
 }

@@ -77,6 +77,13 @@ type call struct {
 	hit    bool
 	items  map[string]*Item
 	stats  map[string]string
+	quiet  []quietFail
+}
+
+// quietFail is the failure of the quiet request at offset index of a batch.
+type quietFail struct {
+	index uint32
+	err   error
 }
 
 var callPool = sync.Pool{New: func() any { return &call{done: make(chan uint8, 1)} }}
@@ -411,11 +418,9 @@ func (c *call) takeBinary(r *Response, terminal bool) {
 		case c.statMulti:
 			c.stats[string(r.Key)] = string(r.Value)
 		case r.Status != StatusNoError:
-			// A quiet request's only answer is its failure: the first one is
-			// the batch's error.
-			if c.err == nil {
-				c.err = r.Err()
-			}
+			// A quiet request's only answer is its failure, and it reaches
+			// the caller that sent it because its opaque is in c's range.
+			c.quiet = append(c.quiet, quietFail{r.Opaque - c.first, r.Err()})
 		case c.items != nil:
 			key := string(r.Key)
 			c.items[key] = &Item{Key: key, Value: clone(r.Value), Flags: r.Flags(), CAS: r.CAS}
