@@ -86,6 +86,56 @@ func TestConnBinaryPipeline(t *testing.T) {
 	assert.Equal(t, memcached.OpNoop, resp.Opcode)
 	assert.Zero(t, c.Buffered())
 	assert.False(t, c.Broken())
+
+	// The other quiet reads: GetQ, GATQ, GATKQ answer hits only; quiet
+	// deletes, counters, appends and flush answer failures only.
+	ex := memcached.AppendExpiryExtras(nil, 100)
+	quiet := []*memcached.Request{
+		{Opcode: memcached.OpGetQ, Key: "pk1"},
+		{Opcode: memcached.OpGetQ, Key: "nope"},
+		{Opcode: memcached.OpGATQ, Key: "pk2", Extras: ex},
+		{Opcode: memcached.OpGATKQ, Key: "pk3", Extras: ex},
+		{Opcode: memcached.OpGATKQ, Key: "nope", Extras: ex},
+		{Opcode: memcached.OpDeleteQ, Key: "pk4"},
+		{Opcode: memcached.OpDeleteQ, Key: "pk4"},
+		{Opcode: memcached.OpIncrementQ, Key: "pk5", Extras: memcached.AppendCounterExtras(nil, 1, 0, 0)},
+		{Opcode: memcached.OpAppendQ, Key: "pk6", Value: []byte("+")},
+		{Opcode: memcached.OpPrependQ, Key: "nope", Value: []byte("+")},
+		{Opcode: memcached.OpReplaceQ, Key: "pk6", Value: []byte("r"), Extras: memcached.AppendStoreExtras(nil, 0, 0)},
+		{Opcode: memcached.OpNoop},
+	}
+	for _, q := range quiet {
+		q.Opaque = c.NextOpaque()
+		require.NoError(t, c.Send(q))
+	}
+	want := []struct {
+		i      int
+		status memcached.Status
+		key    string
+		value  string
+	}{
+		{0, memcached.StatusNoError, "", "v1"},
+		{2, memcached.StatusNoError, "", "v2"},
+		{3, memcached.StatusNoError, "pk3", "v3"},
+		{6, memcached.StatusKeyNotFound, "", "Not found"},
+		{7, memcached.StatusNonNumeric, "", "Non-numeric server-side value for incr or decr"},
+		{9, memcached.StatusItemNotStored, "", "Not stored."},
+		{11, memcached.StatusNoError, "", ""},
+	}
+	for _, w := range want {
+		require.NoError(t, c.Receive(&resp))
+		assert.Equal(t, quiet[w.i].Opaque, resp.Opaque, "reply to request %d (%s)", w.i, quiet[w.i].Opcode)
+		assert.Equal(t, quiet[w.i].Opcode, resp.Opcode)
+		assert.Equal(t, w.status, resp.Status, "%s", resp.Status)
+		assert.Equal(t, w.key, string(resp.Key))
+		assert.Equal(t, w.value, string(resp.Value))
+	}
+	var g memcached.Response
+	require.NoError(t, c.RoundTrip(&memcached.Request{Opcode: memcached.OpGet, Key: "pk6"}, &g))
+	assert.Equal(t, "r", string(g.Value), "quiet append then quiet replace both applied")
+	require.NoError(t, c.Send(&memcached.Request{Opcode: memcached.OpFlushQ}))
+	require.NoError(t, c.RoundTrip(&memcached.Request{Opcode: memcached.OpGet, Key: "pk1"}, &g))
+	assert.Equal(t, memcached.StatusKeyNotFound, g.Status, "the quiet flush answered nothing and flushed")
 }
 
 // TestConnBinaryOpcodes runs each non-quiet opcode once and checks the reply.
@@ -232,6 +282,12 @@ func TestConnTextPipeline(t *testing.T) {
 		require.Less(t, n, 1000)
 	}
 	assert.Greater(t, n, 10)
+
+	_, err = c.Write(memcached.AppendWordsCommand(nil, "quit"))
+	require.NoError(t, err)
+	_, err = c.ReadLine()
+	assert.ErrorIs(t, err, io.EOF, "quit closes without a reply")
+	assert.True(t, c.Broken())
 }
 
 // silentListener accepts connections and never answers.

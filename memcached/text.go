@@ -170,6 +170,9 @@ func ReadLine(br *bufio.Reader) ([]byte, error) {
 		if err == bufio.ErrBufferFull {
 			return nil, fmt.Errorf("%w: reply line longer than %d bytes", ErrProtocol, br.Size())
 		}
+		if len(line) == 0 {
+			return nil, err // io.EOF between replies is a clean close
+		}
 		return nil, unexpected(err)
 	}
 	if len(line) < 2 || line[len(line)-2] != '\r' {

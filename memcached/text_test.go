@@ -173,7 +173,7 @@ func TestReadTextValueErrors(t *testing.T) {
 		{"END\n", ErrProtocol},
 		{"SERVER_ERROR out of memory\r\n", nil},
 		{strings.Repeat("x", 10000) + "\r\n", ErrProtocol},
-		{"", io.ErrUnexpectedEOF},
+		{"", io.EOF},
 	}
 	for _, tt := range tests {
 		var v TextValue
