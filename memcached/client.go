@@ -77,10 +77,11 @@ type Client struct {
 }
 
 type muxServer struct {
-	addr  string
-	mu    sync.Mutex
-	conns []*mconn
-	next  atomic.Uint32
+	addr      string
+	conns     []atomic.Pointer[mconn]
+	next      atomic.Uint32
+	downUntil atomic.Int64 // unix nanoseconds; set with the selector's mark
+	dialMu    sync.Mutex   // one dial at a time per server
 }
 
 // New returns a Client for cfg. It does not connect: connections are made on
@@ -126,7 +127,7 @@ func NewWithSelector(cfg Config, sel Selector) (*Client, error) {
 	}}
 	c.timeout = c.opts.sendTimeout() + c.opts.readTimeout()
 	for _, s := range sel.Servers() {
-		c.servers = append(c.servers, &muxServer{addr: s.Addr, conns: make([]*mconn, cfg.ConnsPerServer)})
+		c.servers = append(c.servers, &muxServer{addr: s.Addr, conns: make([]atomic.Pointer[mconn], cfg.ConnsPerServer)})
 	}
 	return c, nil
 }
@@ -139,14 +140,11 @@ func (c *Client) Selector() Selector { return c.sel }
 func (c *Client) Close() error {
 	c.closed.Store(true)
 	for _, s := range c.servers {
-		s.mu.Lock()
-		for i, m := range s.conns {
-			if m != nil {
+		for i := range s.conns {
+			if m := s.conns[i].Swap(nil); m != nil {
 				m.fail(ErrClosed)
-				s.conns[i] = nil
 			}
 		}
-		s.mu.Unlock()
 	}
 	return nil
 }
@@ -180,18 +178,11 @@ func (c *Client) connFor(key string) (*mconn, error) {
 // server dies every connection to it is dead, and finding out one request at
 // a time would fail one request per connection.
 func (s *muxServer) lost(m *mconn, err error) {
-	s.mu.Lock()
-	var others []*mconn
-	for i, o := range s.conns {
-		if o == m {
-			s.conns[i] = nil
-		} else if o != nil {
-			others = append(others, o)
-			s.conns[i] = nil
+	for i := range s.conns {
+		o := s.conns[i].Load()
+		if o == nil || !s.conns[i].CompareAndSwap(o, nil) || o == m {
+			continue
 		}
-	}
-	s.mu.Unlock()
-	for _, o := range others {
 		o.fail(fmt.Errorf("%w: %s: another connection to it failed: %w", ErrClosed, s.addr, err))
 	}
 }
@@ -202,26 +193,40 @@ func (c *Client) connTo(i int) (*mconn, error) {
 		return nil, ErrClosed
 	}
 	s := c.servers[i]
-	slot := int(s.next.Add(1)) % len(s.conns)
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if m := s.conns[slot]; m != nil {
-		if !m.dead.Load() {
-			return m, nil
-		}
-		s.conns[slot] = nil
+	slot := &s.conns[int(s.next.Add(1))%len(s.conns)]
+	if m := slot.Load(); m != nil && !m.dead.Load() {
+		return m, nil
+	}
+	s.dialMu.Lock()
+	defer s.dialMu.Unlock()
+	if m := slot.Load(); m != nil && !m.dead.Load() {
+		return m, nil // dialed while we waited
+	}
+	// Callers that queued behind a failed dial fail fast instead of each
+	// waiting out its own connect timeout.
+	if until := s.downUntil.Load(); until > time.Now().UnixNano() {
+		return nil, fmt.Errorf("%w: %s", ErrServerDown, s.addr)
 	}
 	cn, err := Dial(context.Background(), s.addr, &c.opts)
 	if err != nil {
 		if !c.cfg.DisableFailover && !errors.Is(err, ErrAuth) {
-			c.sel.MarkDown(i, time.Now().Add(c.cfg.RetryInterval))
+			until := time.Now().Add(c.cfg.RetryInterval)
+			s.downUntil.Store(until.UnixNano())
+			c.sel.MarkDown(i, until)
 		}
 		return nil, err
 	}
+	s.downUntil.Store(0)
 	c.sel.MarkUp(i)
 	m := newMconn(cn, c.cfg.Protocol, c.timeout)
 	m.lost = s.lost
-	s.conns[slot] = m
+	if old := slot.Swap(m); old != nil {
+		old.fail(ErrClosed)
+	}
+	if c.closed.Load() {
+		m.fail(ErrClosed)
+		return nil, ErrClosed
+	}
 	return m, nil
 }
 

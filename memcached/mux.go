@@ -266,6 +266,12 @@ func (m *mconn) read(self *call) {
 		m.qhead++
 		if m.qhead == len(m.queue) {
 			m.queue, m.qhead = m.queue[:0], 0
+		} else if m.qhead >= 256 && m.qhead*2 >= len(m.queue) {
+			// Under steady load the queue never empties: slide it down so
+			// that it does not grow forever.
+			n := copy(m.queue, m.queue[m.qhead:])
+			clear(m.queue[n:])
+			m.queue, m.qhead = m.queue[:n], 0
 		}
 		m.mu.Unlock()
 		if head == self {
