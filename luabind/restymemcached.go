@@ -320,6 +320,10 @@ func (o *rmc) ioFail(err error, phase rmcPhase) string {
 // string.
 func (o *rmc) send(b []byte) (string, bool) {
 	if o.conn == nil {
+		// lua-nginx-module prints its pointers here; there are none to print.
+		if o.socketDefaults().LogErrors {
+			o.m.vm.Log(LogErr, "attempt to send data on a closed socket: u:0000000000000000, c:0000000000000000")
+		}
 		return "closed", false
 	}
 	o.applyTimeouts()

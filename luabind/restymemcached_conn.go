@@ -58,7 +58,7 @@ func (m *rmcModule) connect(L *lua.LState) int {
 	} else {
 		pv := L.Get(3)
 		if pv == lua.LNil || pv.Type() == lua.LTTable {
-			return ret(L, 1, `failed to parse host name "`+string(host)+`": no port`)
+			return ret(L, 1, "missing the port number")
 		}
 		p, ok := pv.(lua.LNumber)
 		if !ok {

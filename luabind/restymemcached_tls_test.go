@@ -156,8 +156,9 @@ func TestRestyMemcachedTLS(t *testing.T) {
 				assert.Empty(t, e.logged())
 				return
 			}
-			require.Len(t, e.log.lines, 1, e.logged())
-			assert.True(t, strings.HasPrefix(e.log.lines[0].msg, tc.log), e.log.lines[0].msg)
+			first := e.firstLog(t)
+			assert.Equal(t, LogErr, first.level)
+			assert.True(t, strings.HasPrefix(first.msg, tc.log), first.msg)
 		})
 	}
 }
