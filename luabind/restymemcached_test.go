@@ -503,6 +503,26 @@ nil nil nil
 4
 false "cannot perform concat operation between nil and string"
 `, false},
+	{"reentrant key_transform", rmcConnect + `
+		local seen = {}
+		local weird = memcached:new{key_transform = {
+			function(k) assert(memc:set("side:" .. k, "x")) return k end,
+			function(k) seen[#seen + 1] = (memc:get("side:" .. k)) return k .. "!" end,
+		}}
+		weird:set_timeout(2000)
+		assert(weird:connect(HOST, PORT))
+		show(weird:set("k1", string.rep("v", 100)))
+		show(weird:set("k2", {"a", "b"}))
+		show(#weird:get("k1"))
+		local res = assert(weird:get({"k1", "k2"}))
+		show(#res["k1!"][1], res["k2!"][1], #seen, seen[1], seen[2])
+		show(memc:get("side:k2"))
+	`, `1
+1
+100
+100 "ab" 2 "x" "x"
+"x" "0"
+`, false},
 	{"pipeline", rmcConnect + `
 		show(memc:init_pipeline())
 		show(memc:init_pipeline())
