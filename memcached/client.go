@@ -12,8 +12,9 @@ import (
 
 // Defaults for zero-valued Config fields.
 const (
-	// DefaultConnsPerServer connections per server are shared by all
-	// goroutines; requests are pipelined on them.
+	// DefaultConnsPerServer connections per server at most are shared by
+	// all goroutines; requests are pipelined on them, and a second one is
+	// opened only when the first has many requests in flight.
 	DefaultConnsPerServer = 2
 	// DefaultRetryInterval is how long a server that failed to connect stays
 	// marked down (libmemcached's retry_timeout).
@@ -79,7 +80,6 @@ type Client struct {
 type muxServer struct {
 	addr      string
 	conns     []atomic.Pointer[mconn]
-	next      atomic.Uint32
 	downUntil atomic.Int64 // unix nanoseconds; set with the selector's mark
 	dialMu    sync.Mutex   // one dial at a time per server
 }
@@ -193,22 +193,25 @@ func (c *Client) connTo(i int) (*mconn, error) {
 		return nil, ErrClosed
 	}
 	s := c.servers[i]
-	slot := &s.conns[int(s.next.Add(1))%len(s.conns)]
-	if m := slot.Load(); m != nil && !m.dead.Load() {
-		return m, nil
+	best, empty := s.pick()
+	if best != nil && empty < 0 {
+		return best, nil
 	}
 	s.dialMu.Lock()
 	defer s.dialMu.Unlock()
-	if m := slot.Load(); m != nil && !m.dead.Load() {
-		return m, nil // dialed while we waited
+	if best, empty = s.pick(); best != nil && empty < 0 {
+		return best, nil // dialed while we waited
 	}
 	// Callers that queued behind a failed dial fail fast instead of each
 	// waiting out its own connect timeout.
-	if until := s.downUntil.Load(); until > time.Now().UnixNano() {
+	if until := s.downUntil.Load(); best == nil && until > time.Now().UnixNano() {
 		return nil, fmt.Errorf("%w: %s", ErrServerDown, s.addr)
 	}
 	cn, err := Dial(context.Background(), s.addr, &c.opts)
 	if err != nil {
+		if best != nil {
+			return best, nil // a spare connection failed; the busy one works
+		}
 		if !c.cfg.DisableFailover && !errors.Is(err, ErrAuth) {
 			until := time.Now().Add(c.cfg.RetryInterval)
 			s.downUntil.Store(until.UnixNano())
@@ -220,7 +223,7 @@ func (c *Client) connTo(i int) (*mconn, error) {
 	c.sel.MarkUp(i)
 	m := newMconn(cn, c.cfg.Protocol, c.timeout)
 	m.lost = s.lost
-	if old := slot.Swap(m); old != nil {
+	if old := s.conns[empty].Swap(m); old != nil {
 		old.fail(ErrClosed)
 	}
 	if c.closed.Load() {
@@ -228,6 +231,37 @@ func (c *Client) connTo(i int) (*mconn, error) {
 		return nil, ErrClosed
 	}
 	return m, nil
+}
+
+// spillAt is the number of calls in flight on a connection past which the
+// next call prefers another connection. Below it, one connection carries all
+// the traffic: the server thread behind it stays awake, and a lone caller
+// does not pay for waking a second one.
+const spillAt = 16
+
+// pick returns the first live connection with fewer than spillAt calls in
+// flight (empty = -1), or else the least loaded one and the index of a free
+// slot to dial into (-1 when every slot is live).
+func (s *muxServer) pick() (best *mconn, empty int) {
+	empty = -1
+	var bestLoad int32
+	for j := range s.conns {
+		m := s.conns[j].Load()
+		if m == nil || m.dead.Load() {
+			if empty < 0 {
+				empty = j
+			}
+			continue
+		}
+		load := m.inflight.Load()
+		if load < spillAt {
+			return m, -1
+		}
+		if best == nil || load < bestLoad {
+			best, bestLoad = m, load
+		}
+	}
+	return best, empty
 }
 
 // allConns returns a connection to every server that can be reached, and

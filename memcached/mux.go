@@ -113,16 +113,17 @@ type mconn struct {
 	tv     TextValue
 	readDL time.Time
 
-	mu      sync.Mutex
-	wbuf    []byte
-	spare   []byte
-	writing bool
-	reading bool
-	opaque  uint32
-	queue   []*call // pending, in send order
-	qhead   int
-	err     error
-	dead    atomic.Bool // err != nil, readable without the lock
+	mu       sync.Mutex
+	wbuf     []byte
+	spare    []byte
+	writing  bool
+	reading  bool
+	opaque   uint32
+	queue    []*call // pending, in send order
+	qhead    int
+	err      error
+	dead     atomic.Bool  // err != nil, readable without the lock
+	inflight atomic.Int32 // calls queued, for choosing among connections
 }
 
 func newMconn(c *Conn, proto Protocol, timeout time.Duration) *mconn {
@@ -151,6 +152,7 @@ func (m *mconn) begin() error {
 func (m *mconn) enqueue(c *call) {
 	c.deadline = time.Now().Add(m.timeout)
 	m.queue = append(m.queue, c)
+	m.inflight.Add(1)
 }
 
 // addBinary appends req under m.mu for c, queueing c with its first
@@ -264,6 +266,7 @@ func (m *mconn) read(self *call) {
 		m.mu.Lock()
 		m.queue[m.qhead] = nil
 		m.qhead++
+		m.inflight.Add(-1)
 		if m.qhead == len(m.queue) {
 			m.queue, m.qhead = m.queue[:0], 0
 		} else if m.qhead >= 256 && m.qhead*2 >= len(m.queue) {
@@ -379,6 +382,7 @@ func (m *mconn) fail(err error) {
 func (m *mconn) takeQueue() []*call {
 	calls := append([]*call(nil), m.queue[m.qhead:]...)
 	m.queue, m.qhead = nil, 0
+	m.inflight.Store(0)
 	return calls
 }
 
