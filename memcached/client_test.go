@@ -274,3 +274,32 @@ func TestClientManyKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestClientHugeBatches: a batch far larger than the socket buffers in both
+// directions must not deadlock the caller that writes it against the replies
+// it would have to read.
+func TestClientHugeBatches(t *testing.T) {
+	p := mctest.Real(t, "-m", "256")
+	value := make([]byte, 50<<10)
+	for _, proto := range []memcached.Protocol{memcached.Binary, memcached.Text} {
+		t.Run(proto.String(), func(t *testing.T) {
+			c, err := memcached.New(memcached.Config{Servers: []string{p.Addr}, Protocol: proto,
+				SendTimeout: 5 * time.Second, ReadTimeout: 5 * time.Second})
+			require.NoError(t, err)
+			defer c.Close()
+			var items []*memcached.Item
+			var keys []string
+			for i := 0; i < 1000; i++ { // 50 MB each way
+				k := proto.String() + "-huge-" + strconv.Itoa(i)
+				keys = append(keys, k)
+				items = append(items, &memcached.Item{Key: k, Value: value})
+			}
+			failed, err := c.SetMulti(items)
+			require.NoError(t, err)
+			require.Empty(t, failed)
+			got, err := c.GetMulti(keys)
+			require.NoError(t, err)
+			assert.Len(t, got, len(keys))
+		})
+	}
+}

@@ -192,7 +192,26 @@ func (m *mconn) commit() {
 		runtime.Gosched()
 		m.mu.Lock()
 	}
+	m.writeLoop(false)
+}
+
+// bigWrite is the batch size past which writing moves to its own goroutine:
+// a caller stuck in a long write could not read replies, and a server that
+// cannot send its replies stops reading requests.
+const bigWrite = 256 << 10
+
+// writeLoop writes until the buffer stays empty; m.mu is held and
+// m.writing set on entry, and both are released on return.
+func (m *mconn) writeLoop(background bool) {
 	for {
+		if !background && len(m.wbuf) > bigWrite {
+			go func() {
+				m.mu.Lock()
+				m.writeLoop(true)
+			}()
+			m.mu.Unlock()
+			return
+		}
 		out := m.wbuf
 		m.wbuf = m.spare[:0]
 		m.mu.Unlock()
