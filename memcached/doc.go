@@ -25,9 +25,11 @@
 //   - Selectors (ketama.go): KetamaSelector and ModuloSelector map keys to
 //     servers and skip servers marked down.
 //   - Client (client.go, mux.go): gomemcache-like verbs over a selector. All
-//     goroutines share ConnsPerServer connections per server: requests are
-//     pipelined (one write carries many callers' requests) and replies are
-//     matched to callers in order, by opaque for the binary protocol.
+//     goroutines share up to ConnsPerServer connections per server (a second
+//     opens only when the first is busy): requests are pipelined (one write
+//     carries many callers' requests) and replies are matched to callers in
+//     order, checked by opaque for the binary protocol. Quiet requests
+//     (SetMulti, GetMulti) report their failures to the caller that sent them.
 //
 // # Connection reuse
 //
