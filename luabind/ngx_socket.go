@@ -71,11 +71,14 @@ type sockConn struct {
 	isTLS bool
 	buf   []byte
 	r, w  int
-	// eof is set once "*a" read to the end: later reads report closed.
-	eof    bool
-	reused int
-	pool   *sockPool
-	closed bool
+	// eof: "*a" read to the end (another "*a" returns ""). readClosed:
+	// a read failed other than by a timeout; nginx then finalizes the
+	// read half only, so send and close still work.
+	eof        bool
+	readClosed bool
+	reused     int
+	pool       *sockPool
+	closed     bool
 }
 
 // close closes the connection and gives its place in the pool back.
@@ -162,8 +165,27 @@ func sockRaise(L *lua.LState, format string, args ...any) {
 	L.Error(lua.LString(fmt.Sprintf(format, args...)), 0)
 }
 
-func sockArgError(L *lua.LState, n int, fname, msg string) {
-	sockRaise(L, "bad argument #%d to '%s' (%s)", n, fname, msg)
+// sockArgError raises luaL_argerror's message for stack argument narg
+// (self is 1) the way LuaJIT words it: called from Lua code, with the
+// caller's position and the method's name, self not counted; called
+// through pcall, as "bad argument #narg to '?'".
+func sockArgError(L *lua.LState, narg int, msg string) {
+	name, where := "?", ""
+	if dbg, ok := L.GetStack(1); ok {
+		if _, err := L.GetInfo("Sl", dbg, lua.LNil); err == nil && dbg.What != "G" && dbg.CurrentLine > 0 {
+			where = shortSource(dbg.Source) + ":" + strconv.Itoa(dbg.CurrentLine) + ": "
+			if cur, ok := L.GetStack(0); ok {
+				if _, err := L.GetInfo("n", cur, lua.LNil); err == nil && cur.Name != "" {
+					name = cur.Name
+				}
+			}
+			if narg > 1 {
+				// sock:method(...) is how cosocket methods are called
+				narg--
+			}
+		}
+	}
+	sockRaise(L, "%sbad argument #%d to '%s' (%s)", where, narg, name, msg)
 }
 
 func (m *sockModule) settings() *SocketSettings { return m.vm.req.SocketDefaults() }
@@ -331,7 +353,7 @@ func isNetTimeout(err error) bool {
 func (m *sockModule) tcpSelf(L *lua.LState, fname string) *tcpSock {
 	t, ok := L.Get(1).(*lua.LTable)
 	if !ok {
-		sockArgError(L, 1, fname, "table expected, got "+L.Get(1).Type().String())
+		sockArgError(L, 1, "table expected, got "+typeName(L.Get(1)))
 	}
 	if ud, ok := t.RawGetInt(1).(*lua.LUserData); ok {
 		if s, ok := ud.Value.(*tcpSock); ok {
@@ -645,41 +667,47 @@ func (m *sockModule) tcpSend(L *lua.LState) int {
 // numbers (as LuaJIT prints them), booleans, nil, ngx.null and nested array
 // tables of those.
 func (m *sockModule) appendData(L *lua.LState, v lua.LValue) []byte {
-	if s, ok := v.(lua.LString); ok {
+	var b []byte
+	switch v := v.(type) {
+	case lua.LString:
 		// the common case needs no copy into scratch
-		return unsafe.Slice(unsafe.StringData(string(s)), len(s))
+		return unsafe.Slice(unsafe.StringData(string(v)), len(v))
+	case lua.LBool:
+		b = strconv.AppendBool(m.scratch[:0], bool(v))
+	case *lua.LNilType:
+		b = append(m.scratch[:0], "nil"...)
+	case lua.LNumber, *lua.LTable:
+		b = appendSendData(L, m.scratch[:0], v)
+	default:
+		sockArgError(L, 2, "string, number, boolean, nil, or array table expected, got "+typeName(v))
 	}
-	if _, ok := v.(*lua.LTable); !ok && v != Null {
-		switch v.(type) {
-		case lua.LNumber, lua.LBool, *lua.LNilType:
-		default:
-			sockArgError(L, 1, "send", "string, number, boolean, nil, or array table expected, got "+v.Type().String())
-		}
-	}
-	b := appendSendData(L, m.scratch[:0], v)
 	m.scratch = b[:0]
 	return b
 }
 
+// typeName is lua_typename's: ngx.null and other light userdata are
+// "userdata".
+func typeName(v lua.LValue) string {
+	if v == Null {
+		return "userdata"
+	}
+	return v.Type().String()
+}
+
+// appendSendData appends a number or a table: inside tables only strings,
+// numbers and tables are data, as in lua-nginx-module.
 func appendSendData(L *lua.LState, b []byte, v lua.LValue) []byte {
 	switch v := v.(type) {
 	case lua.LString:
 		return append(b, v...)
 	case lua.LNumber:
 		return AppendNumber(b, float64(v))
-	case lua.LBool:
-		if v {
-			return append(b, "true"...)
-		}
-		return append(b, "false"...)
-	case *lua.LNilType:
-		return append(b, "nil"...)
 	case *lua.LTable:
 		n := v.Len()
 		v.ForEach(func(k, _ lua.LValue) {
 			kn, ok := k.(lua.LNumber)
 			if !ok || float64(kn) != float64(int(kn)) || int(kn) < 1 || int(kn) > n {
-				sockArgError(L, 1, "send", "non-array table found")
+				sockArgError(L, 2, "non-array table found")
 			}
 		})
 		for i := 1; i <= n; i++ {
@@ -687,10 +715,7 @@ func appendSendData(L *lua.LState, b []byte, v lua.LValue) []byte {
 		}
 		return b
 	}
-	if v == Null {
-		return append(b, "null"...)
-	}
-	sockArgError(L, 1, "send", "bad data type "+v.Type().String()+" found")
+	sockArgError(L, 2, "bad data type "+typeName(v)+" found")
 	return b
 }
 
@@ -735,7 +760,7 @@ func (s *tcpSock) fill() error {
 
 // readFailed turns a read error into the Lua results: a timeout keeps the
 // connection (lua-nginx-module stopped closing it on read timeouts in
-// 0.8.8), any other error closes it.
+// 0.8.8), any other error ends its reading side.
 func (s *tcpSock) readFailed(L *lua.LState, err error, partial []byte) int {
 	return pushNilErrPartial(L, s.readError(err), partial)
 }
@@ -745,10 +770,20 @@ func (s *tcpSock) readFailed(L *lua.LState, err error, partial []byte) int {
 func (s *tcpSock) readError(err error) string {
 	msg := s.m.ioError(err, sockRecv, "", "tcp")
 	if msg != "timeout" {
-		s.c.close()
-		s.c = nil
+		s.c.readClosed = true
 	}
 	return msg
+}
+
+// readable reports whether receive may read, logging nginx's line when not.
+func (s *tcpSock) readable() bool {
+	if s == nil || s.c == nil || s.c.readClosed {
+		if s != nil {
+			s.m.logClosed("receive")
+		}
+		return false
+	}
+	return true
 }
 
 // tcpReceive: data, err, partial = sock:receive(size | "*l" | "*a")
@@ -758,8 +793,7 @@ func (m *sockModule) tcpReceive(L *lua.LState) int {
 		sockRaise(L, "expecting 1 or 2 arguments (including the object), but got %d", n)
 	}
 	s := m.tcpSelf(L, "receive")
-	if s == nil || s.c == nil || s.c.eof {
-		m.logClosed("receive")
+	if !s.readable() {
 		return pushNilErr(L, "closed")
 	}
 	pattern := byte('l')
@@ -774,14 +808,14 @@ func (m *sockModule) tcpReceive(L *lua.LState) int {
 				break
 			}
 			if len(v) != 2 || v[0] != '*' || (v[1] != 'l' && v[1] != 'a') {
-				sockArgError(L, 1, "receive", "bad pattern argument: "+string(v))
+				sockArgError(L, 2, "bad pattern argument")
 			}
 			pattern = v[1]
 		default:
-			sockArgError(L, 1, "receive", "bad pattern argument")
+			sockArgError(L, 2, "bad pattern argument")
 		}
 		if pattern == 0 && size < 0 {
-			sockArgError(L, 1, "receive", "bad pattern argument")
+			sockArgError(L, 2, "bad pattern argument")
 		}
 	}
 	c := s.c
@@ -868,8 +902,7 @@ func (m *sockModule) tcpReceiveAny(L *lua.LState) int {
 		sockRaise(L, "expecting 2 arguments (including the object), but got %d", n)
 	}
 	s := m.tcpSelf(L, "receiveany")
-	if s == nil || s.c == nil || s.c.eof {
-		m.logClosed("receive")
+	if !s.readable() {
 		return pushNilErr(L, "closed")
 	}
 	max := 0
@@ -879,19 +912,19 @@ func (m *sockModule) tcpReceiveAny(L *lua.LState) int {
 	case lua.LString:
 		f, err := strconv.ParseFloat(strings.TrimSpace(string(v)), 64)
 		if err != nil {
-			sockArgError(L, 1, "receiveany", "bad max argument")
+			sockArgError(L, 2, "bad max argument")
 		}
 		max = int(f)
 	default:
-		sockArgError(L, 1, "receiveany", "bad max argument")
+		sockArgError(L, 2, "bad max argument")
 	}
 	if max <= 0 {
-		sockArgError(L, 1, "receiveany", "bad max argument")
+		sockArgError(L, 2, "bad max argument")
 	}
 	c := s.c
 	if c.r == c.w {
 		if err := s.fill(); err != nil {
-			return pushNilErr(L, s.readError(err))
+			return pushNilErrPartial(L, s.readError(err), nil)
 		}
 	}
 	k := min(max, c.w-c.r)
@@ -902,18 +935,66 @@ func (m *sockModule) tcpReceiveAny(L *lua.LState) int {
 
 // ---- tcp: receiveuntil ----
 
-// untilReader is the state of one receiveuntil iterator: the pattern, its
-// KMP failure table and how much of the pattern the stream matched so far
-// (those bytes are held back until the match fails or completes).
+// untilReader is the state of one receiveuntil iterator. It matches the
+// pattern exactly as lua-nginx-module does: bytes that match a prefix of
+// the pattern are held back, and on a mismatch either a recovering edge of
+// nginx's DFA keeps a shorter prefix or everything held back is released.
+// Sized reads count released bytes the same way, so chunk boundaries agree
+// with OpenResty's byte for byte.
 type untilReader struct {
-	s         *tcpSock
-	pat       []byte
-	fail      []int
-	state     int
-	inclusive bool
-	// ended: the last sized read stopped right at the pattern, so the next
-	// call reports the end of this chunk (nil, nil, nil).
+	s   *tcpSock
+	pat []byte
+	// recovering[state-2] are the DFA edges out of state on a mismatch.
+	recovering [][]untilEdge
+	state      int
+	inclusive  bool
+	// ended: the last sized read stopped at the pattern, so the next call
+	// reports the end of this chunk (nil, nil, nil).
 	ended bool
+}
+
+type untilEdge struct {
+	c        byte
+	newState int
+}
+
+// compileUntil builds nginx's recovering edges
+// (ngx_http_lua_socket_compile_pattern).
+func compileUntil(pat []byte) [][]untilEdge {
+	n := len(pat)
+	if n <= 2 {
+		return nil
+	}
+	var rec [][]untilEdge
+	for i := 1; i < n; i++ {
+		for prefix := 1; prefix <= n-i-1; {
+			if string(pat[:prefix]) != string(pat[i:i+prefix]) {
+				break
+			}
+			if pat[prefix] == pat[i+prefix] {
+				prefix++
+				continue
+			}
+			cur, next := i+prefix, prefix+1
+			if rec == nil {
+				rec = make([][]untilEdge, n-2)
+			}
+			found := false
+			for k := range rec[cur-2] {
+				e := &rec[cur-2][k]
+				if e.c == pat[prefix] {
+					found = true
+					e.newState = max(e.newState, next)
+					break
+				}
+			}
+			if !found {
+				rec[cur-2] = append(rec[cur-2], untilEdge{pat[prefix], next})
+			}
+			break
+		}
+	}
+	return rec
 }
 
 // tcpReceiveUntil: iterator = sock:receiveuntil(pattern, {inclusive = bool}?)
@@ -939,24 +1020,26 @@ func (m *sockModule) tcpReceiveUntil(L *lua.LState) int {
 		}
 	}
 	u := &untilReader{s: s, pat: []byte(pat), inclusive: inclusive}
-	u.fail = make([]int, len(u.pat))
-	for i, k := 1, 0; i < len(u.pat); i++ {
-		for k > 0 && u.pat[i] != u.pat[k] {
-			k = u.fail[k-1]
-		}
-		if u.pat[i] == u.pat[k] {
-			k++
-		}
-		u.fail[i] = k
-	}
+	u.recovering = compileUntil(u.pat)
 	L.Push(L.NewFunction(m.vm.guard(u.read)))
 	return 1
+}
+
+func (u *untilReader) edge(state int, c byte) int {
+	if u.recovering == nil || state < 2 {
+		return 0
+	}
+	for _, e := range u.recovering[state-2] {
+		if e.c == c {
+			return e.newState
+		}
+	}
+	return 0
 }
 
 // read: data, err, partial = reader(size?)
 func (u *untilReader) read(L *lua.LState) int {
 	s := u.s
-	m := s.m
 	size := 0
 	if L.GetTop() >= 1 {
 		size = L.CheckInt(1)
@@ -964,10 +1047,10 @@ func (u *untilReader) read(L *lua.LState) int {
 			size = 0
 		}
 	}
-	if s == nil || s.c == nil || s.c.eof {
-		m.logClosed("receive")
+	if !s.readable() {
 		return pushNilErr(L, "closed")
 	}
+	m := s.m
 	if u.ended {
 		u.ended = false
 		L.Push(lua.LNil)
@@ -979,51 +1062,56 @@ func (u *untilReader) read(L *lua.LState) int {
 	out := m.scratch[:0]
 	rest := size
 	pat := u.pat
+	done := func() int {
+		m.scratch = out[:0]
+		L.Push(lua.LString(out))
+		return 1
+	}
 	for {
 		for c.r < c.w {
 			ch := c.buf[c.r]
-			c.r++
-			k := u.state
-			if ch == pat[k] {
-				k++
-				if k == len(pat) {
+			st := u.state
+			if ch == pat[st] {
+				c.r++
+				st++
+				if st == len(pat) {
 					if u.inclusive {
 						out = append(out, pat...)
 					}
 					u.state = 0
 					u.ended = size > 0
-					m.scratch = out[:0]
-					L.Push(lua.LString(out))
-					return 1
+					return done()
 				}
-				u.state = k
+				u.state = st
 				continue
 			}
-			released := 0
-			if k > 0 {
-				// The held-back bytes stop matching: release those that
-				// can no longer start the pattern.
-				orig := k
-				for k > 0 && pat[k] != ch {
-					k = u.fail[k-1]
-				}
-				released = orig - k
-				out = append(out, pat[:released]...)
-			}
-			if pat[k] == ch {
-				k++
-			} else {
+			if st == 0 {
+				c.r++
 				out = append(out, ch)
-				released++
-			}
-			u.state = k
-			if size > 0 {
-				rest -= released
-				if rest <= 0 {
-					m.scratch = out[:0]
-					L.Push(lua.LString(out))
-					return 1
+				if size > 0 {
+					if rest--; rest == 0 {
+						return done()
+					}
 				}
+				continue
+			}
+			var pending int
+			if ns := u.edge(st, ch); ns > 0 {
+				c.r++
+				pending = st + 1 - ns
+				u.state = ns
+			} else {
+				// everything held back is data; ch is looked at again
+				// from the start of the pattern
+				pending = st
+				u.state = 0
+			}
+			out = append(out, pat[:pending]...)
+			if size > 0 {
+				if rest <= pending {
+					return done()
+				}
+				rest -= pending
 			}
 		}
 		if err := s.fill(); err != nil {
@@ -1035,8 +1123,10 @@ func (u *untilReader) read(L *lua.LState) int {
 
 // ---- tcp: timeouts, options ----
 
+// checkTimeout reads a timeout in ms as lua_tonumber does (anything not a
+// number is 0, the default).
 func checkTimeout(L *lua.LState, n int) time.Duration {
-	v := int64(L.CheckNumber(n))
+	v := int64(lua.LVAsNumber(L.Get(n)))
 	if v>>31 != 0 {
 		sockRaise(L, "bad timeout value")
 	}
@@ -1147,6 +1237,11 @@ func (m *sockModule) tcpSetKeepalive(L *lua.LState) int {
 	set := m.settings()
 	idle := set.KeepaliveTimeout
 	if n >= 2 && L.Get(2) != lua.LNil {
+		if _, ok := L.Get(2).(lua.LNumber); !ok {
+			if _, err := strconv.ParseFloat(strings.TrimSpace(lua.LVAsString(L.Get(2))), 64); err != nil {
+				sockArgError(L, 2, "number expected, got "+typeName(L.Get(2)))
+			}
+		}
 		idle = checkTimeout(L, 2)
 	}
 	size := set.PoolSize
@@ -1156,14 +1251,11 @@ func (m *sockModule) tcpSetKeepalive(L *lua.LState) int {
 			sockRaise(L, `bad "pool_size" option value: %d`, size)
 		}
 	}
-	if c.eof {
-		c.close()
-		s.c = nil
-		return pushNilErr(L, "invalid connection")
+	if c.eof || c.readClosed {
+		return pushNilErr(L, "closed")
 	}
 	if c.r < c.w {
-		c.close()
-		s.c = nil
+		// The socket stays usable: the caller may read the rest.
 		return pushNilErr(L, "unread data in buffer")
 	}
 	// A peer that closed the idle connection is noticed when the pool

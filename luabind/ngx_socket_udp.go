@@ -51,7 +51,7 @@ func (m *sockModule) newUDP(L *lua.LState) int {
 func (m *sockModule) udpSelf(L *lua.LState, fname string) *udpSock {
 	t, ok := L.Get(1).(*lua.LTable)
 	if !ok {
-		sockArgError(L, 1, fname, "table expected, got "+L.Get(1).Type().String())
+		sockArgError(L, 1, "table expected, got "+typeName(L.Get(1)))
 	}
 	if ud, ok := t.RawGetInt(1).(*lua.LUserData); ok {
 		if u, ok := ud.Value.(*udpSock); ok {
@@ -86,9 +86,6 @@ func (m *sockModule) udpSetPeerName(L *lua.LState) int {
 		}
 		if port < 0 || port > 65535 {
 			return pushNilErr(L, "bad port number: "+strconv.Itoa(port))
-		}
-		if port == 0 {
-			return pushNilErr(L, "missing the port number")
 		}
 		addr = net.JoinHostPort(host, strconv.Itoa(port))
 	}
@@ -144,11 +141,9 @@ func (m *sockModule) udpReceive(L *lua.LState) int {
 	}
 	size := udpDefaultSize
 	if n == 2 {
-		size = int(L.CheckNumber(2))
-		if size < 0 {
-			sockArgError(L, 1, "receive", "bad size")
-		}
-		if size > udpMaxDatagram {
+		// a negative size wraps to a huge size_t in nginx: the largest
+		size = int(lua.LVAsNumber(L.Get(2)))
+		if size < 0 || size > udpMaxDatagram {
 			size = udpMaxDatagram
 		}
 	}
@@ -174,7 +169,10 @@ func (m *sockModule) udpSetTimeout(L *lua.LState) int {
 	if n := L.GetTop(); n != 2 {
 		sockRaise(L, "ngx.socket settimeout: expecting 2 arguments (including the object) but seen %d", n)
 	}
-	t := checkTimeout(L, 2)
+	t := time.Duration(int64(lua.LVAsNumber(L.Get(2)))) * time.Millisecond
+	if t < 0 {
+		t = 0
+	}
 	m.udpSelf(L, "settimeout").readTO = t
 	return 0
 }
