@@ -26,6 +26,7 @@ import (
 
 	"luaserve/memcached"
 	"luaserve/memcached/internal/mctest"
+	"luaserve/memcached/server"
 )
 
 func dial(t *testing.T, addr string, opts *memcached.Options) *memcached.Conn {
@@ -677,4 +678,30 @@ func selfSigned(t *testing.T) (certPEM, keyPEM []byte) {
 	require.NoError(t, err)
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
 		pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: kder})
+}
+
+// TestSASLPlainEmbedded authenticates against the embedded server, which
+// requires SASL PLAIN when configured with credentials, as memcached -S does.
+func TestSASLPlainEmbedded(t *testing.T) {
+	s, err := server.Start(server.Config{Addr: "127.0.0.1:0", SASLUser: "user", SASLPassword: "secret"})
+	require.NoError(t, err)
+	t.Cleanup(func() { s.Close() })
+	addr := s.Addr().String()
+
+	c, err := memcached.New(memcached.Config{Servers: []string{addr}, Username: "user", Password: "secret"})
+	require.NoError(t, err)
+	defer c.Close()
+	require.NoError(t, c.Set(&memcached.Item{Key: "sasl", Value: []byte("ok")}))
+	it, err := c.Get("sasl")
+	require.NoError(t, err)
+	assert.Equal(t, "ok", string(it.Value))
+
+	_, err = memcached.Dial(context.Background(), addr, &memcached.Options{Username: "user", Password: "nope"})
+	assert.ErrorIs(t, err, memcached.ErrAuth)
+
+	plain := dial(t, addr, nil)
+	var resp memcached.Response
+	require.NoError(t, plain.RoundTrip(&memcached.Request{Opcode: memcached.OpSASLList}, &resp))
+	assert.Equal(t, memcached.StatusNoError, resp.Status)
+	assert.Contains(t, string(resp.Value), "PLAIN")
 }
