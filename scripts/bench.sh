@@ -285,67 +285,80 @@ CMD="make bench"
 [[ $ROUNDS != 3 || $DURATION != 10s ]] && CMD="ROUNDS=$ROUNDS DURATION=$DURATION make bench"
 READ_NAME=$([[ $READ_MODULE == rmc ]] && echo resty.memcached || echo resty.bmemcached)
 
-cat <<EOF
-
-## Benchmark: luaserve vs OpenResty vs a plain-Go ceiling
-
-- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.1f GB RAM", $2/1048576}' /proc/meminfo)
-- luaserve $COMMIT built with $(go version | cut -d' ' -f3); OpenResty: $NGINX_VERSION + lua-nginx-module $LUA_MODULE_VERSION (Debian nginx-extras, LuaJIT), 2 workers; $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $($MEMCACHED -V)
-- Command: \`$CMD\` — wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS rounds alternating the servers; the seed route also at -c $CONC
-- The load generator (wrk, 2 threads) runs on the same $(nproc) cores as the server under test, and so does memcached: every server competes with them equally. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; run time ${ELAPSED}s
-- req/s, p50 and p99: median of the rounds; errors: socket errors + non-2xx responses, summed over the rounds; peak RSS: largest sum of VmRSS over the server's processes (nginx: master + workers), sampled every 200 ms
-- Routes: /hello (ngx.say); seed /test_b1 (set + get + cjson.encode; luaserve: resty.bmemcached as in examples/lua/example.lua, OpenResty: lua-resty-memcached with keepalive); read /read (get of one of $PRELOAD_KEYS preloaded ${VALUE_SIZE}-byte values; luaserve: $READ_NAME); json /json (POST a 1 KB body, cjson.decode, modify, cjson.encode); ceiling: fasthttp + luaserve/memcached, no Lua
-
-EOF
-
-awk -F'\t' -v conns="$CONNS" '
+# Goals first, then the block for the README (header + table), last.
+awk -F'\t' -v conns="$CONNS" -v table="$TMP/table.md" '
 	function median(list,   a, n, i, j, t) {
 		n = split(list, a, " ")
 		for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 	}
 	function ms(us) { return us < 10000 ? sprintf("%.2f ms", us / 1000) : sprintf("%.1f ms", us / 1000) }
+	function goal(route, c, want, text,   a, b) {
+		a = route SUBSEP c SUBSEP "luaserve"; b = route SUBSEP c SUBSEP "openresty"
+		if (!(a in mr) || !(b in mr) || mr[b] == 0) return
+		printf "- %s: %.2f× — %s\n", text, mr[a] / mr[b], (mr[a] / mr[b] >= want ? "met" : sprintf("NOT met (%.0f%% short of the goal)", (1 - mr[a] / (want * mr[b])) * 100))
+	}
 	{
 		k = $1 SUBSEP $2 SUBSEP $3
-		if (!(k in seen)) { seen[k] = 1; order[++nk] = k }
+		if (!(k in seen)) {
+			seen[k] = 1
+			if (!($1 in nrow)) { routes[++nr] = $1; nrow[$1] = 0 }
+			rows[$1, ++nrow[$1]] = k
+		}
 		rps[k] = rps[k] " " $5; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7
 		err[k] += $8; if ($9 + 0 > rss[k]) rss[k] = $9 + 0
 	}
 	END {
-		print "| route | conns | server | req/s | p50 | p99 | errors | peak RSS | req/s vs OpenResty |"
-		print "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |"
-		for (i = 1; i <= nk; i++) {
-			k = order[i]; split(k, f, SUBSEP)
-			mr[k] = median(rps[k]); m99[k] = median(p99[k])
+		for (k in seen) { mr[k] = median(rps[k]); m50[k] = median(p50[k]); m99[k] = median(p99[k]) }
+		print "| route | wrk -c | server | req/s | p50 | p99 | errors | peak RSS | req/s vs OpenResty |" >table
+		print "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |" >table
+		for (i = 1; i <= nr; i++) {
+			route = routes[i]
+			# Rows by concurrency, then in the order the servers ran.
+			nc = 0
+			for (j = 1; j <= nrow[route]; j++) {
+				split(rows[route, j], f, SUBSEP)
+				if (!((route, f[2]) in hasc)) { hasc[route, f[2]] = 1; cs[++nc] = f[2] }
+			}
+			for (ci = 1; ci <= nc; ci++) {
+				for (j = 1; j <= nrow[route]; j++) {
+					k = rows[route, j]; split(k, g, SUBSEP)
+					if (g[2] != cs[ci]) continue
+					o = g[1] SUBSEP g[2] SUBSEP "openresty"
+					ratio = ((o in mr) && mr[o] > 0) ? sprintf("%.2f×", mr[k] / mr[o]) : "–"
+					name = g[1] == "seed" ? "seed /test_b1" : "/" g[1]
+					printf "| %s | %s | %s | %.0f | %s | %s | %d | %.1f MB | %s |\n", name, g[2], g[3], mr[k], ms(m50[k]), ms(m99[k]), err[k], rss[k] / 1024, ratio >table
+				}
+			}
 		}
-		for (i = 1; i <= nk; i++) {
-			k = order[i]; split(k, f, SUBSEP)
-			o = f[1] SUBSEP f[2] SUBSEP "openresty"
-			ratio = (o in mr && mr[o] > 0) ? sprintf("%.2f×", mr[k] / mr[o]) : "–"
-			name = f[1] == "seed" ? "seed /test_b1" : "/" f[1]
-			printf "| %s | %s | %s | %.0f | %s | %s | %d | %.1f MB | %s |\n", name, f[2], f[3], mr[k], ms(median(p50[k])), ms(m99[k]), err[k], rss[k] / 1024, ratio
-		}
-		# The goals of issue 8, each against this run.
 		print ""
-		print "Goals (issue 8), this run:"
-		L = "luaserve"; O = "openresty"
+		print "Goals of issue 8 in this run:"
+		L = "luaserve"; O = "openresty"; s = "seed" SUBSEP conns SUBSEP
 		goal("seed", conns, 1.5, "seed route req/s ≥ 1.5× OpenResty")
-		s = "seed" SUBSEP conns SUBSEP
 		if ((s L) in mr && (s O) in mr)
 			printf "- seed route p99 ≤ OpenResty: %s vs %s — %s\n", ms(m99[s L]), ms(m99[s O]), (m99[s L] <= m99[s O] ? "met" : "NOT met")
 		goal("hello", conns, 1.0, "/hello req/s ≥ 1.0× OpenResty")
 		goal("read", conns, 1.0, "read route req/s ≥ 1.0× OpenResty")
 		goal("json", conns, 1.0, "JSON route req/s ≥ 1.0× OpenResty")
-		if (("seed" SUBSEP 1024 SUBSEP L) in mr && (s L) in mr) {
-			r = mr["seed" SUBSEP 1024 SUBSEP L] / mr[s L]; e = err["seed" SUBSEP 1024 SUBSEP L]
-			printf "- seed route at -c 1024 within 10%% of -c %s, no errors: %.2f× of -c %s, %d errors — %s\n", conns, r, conns, e, (r >= 0.9 && e == 0) ? "met" : "NOT met"
-		}
-		if ((s L) in rss && (s O) in rss)
+		c = "seed" SUBSEP 1024 SUBSEP L
+		if ((c in mr) && (s L) in mr)
+			printf "- seed route at -c 1024 within 10%% of -c %s, no errors: %.2f× of -c %s, %d errors — %s\n", conns, mr[c] / mr[s L], conns, err[c], ((mr[c] >= 0.9 * mr[s L] && err[c] == 0) ? "met" : "NOT met")
+		if ((s L) in rss && (s O) in rss && rss[s O] > 0)
 			printf "- luaserve peak RSS on the seed route ≤ 2× OpenResty: %.1f MB vs %.1f MB (%.2f×) — %s\n", rss[s L] / 1024, rss[s O] / 1024, rss[s L] / rss[s O], (rss[s L] <= 2 * rss[s O] ? "met" : "NOT met")
 	}
-	function goal(route, c, want, text,   a, b) {
-		a = route SUBSEP c SUBSEP "luaserve"; b = route SUBSEP c SUBSEP "openresty"
-		if (!(a in mr) || !(b in mr) || mr[b] == 0) return
-		printf "- %s: %.2f× — %s\n", text, mr[a] / mr[b], (mr[a] / mr[b] >= want ? "met" : sprintf("NOT met (%.0f%% short)", (1 - mr[a] / (want * mr[b])) * 100))
-	}
 ' "$RESULTS"
+
+cat <<EOF
+
+## Benchmark: luaserve vs OpenResty vs a plain-Go ceiling
+
+- Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.1f GB RAM", $2/1048576}' /proc/meminfo)
+- luaserve $COMMIT built with $(go version | cut -d' ' -f3); OpenResty: $NGINX_VERSION + lua-nginx-module $LUA_MODULE_VERSION (Debian nginx-extras, LuaJIT), 2 workers; $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $($MEMCACHED -V)
+- Command: \`$CMD\` — wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS round(s) alternating the servers${CONC:+; the seed route also at -c ${CONC// /, -c }}
+- The load generator (wrk, $THREADS threads) and memcached run on the same $(nproc) cores as the server under test: every server competes with them equally. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; run time ${ELAPSED}s
+- req/s, p50, p99: median of the rounds; errors: socket errors + HTTP 4xx/5xx (wrk's counts), summed over the rounds; peak RSS: the largest sum of VmRSS over the server's processes (OpenResty: master + workers), sampled every 200 ms
+- Routes: /hello (ngx.say); seed /test_b1 (set + get + cjson.encode; luaserve: resty.bmemcached as in examples/lua/example.lua, OpenResty: lua-resty-memcached with keepalive); /read (get of one of $PRELOAD_KEYS preloaded ${VALUE_SIZE}-byte values; luaserve: $READ_NAME); /json (POST a 1 KB body, cjson.decode, modify, cjson.encode); ceiling: fasthttp + luaserve/memcached, no Lua (its /json uses encoding/json into generic values)
+
+EOF
+cat "$TMP/table.md"
+[[ -z $PROFILE ]] || log "bench: luaserve's CPU profile: $PROFILE (go tool pprof -top -nodecount=30 bin/luaserve $PROFILE)"
