@@ -175,15 +175,22 @@ expect() { # server what want got
 	[[ $4 == *"$3"* ]] || die "$1: $2: want a body containing '$3', got: $(head -c 300 <<<"$4")"
 }
 check_server() {
-	local s=$1 url=http://127.0.0.1:${PORT[$1]} body value
+	local s=$1 url=http://127.0.0.1:${PORT[$1]} body value path
 	body=$(curl -fsS --max-time 5 "$url/hello") || die "$s: GET /hello failed"
 	[[ $body == hello ]] || die "$s: /hello answered '$body'"
 	body=$(curl -fsS --max-time 5 "$url/test_b1?key=bench_check&value=seed7") || die "$s: GET /test_b1 failed"
 	expect "$s" /test_b1 '"value":"seed7"' "$body"
 	[[ $s == openresty ]] || expect "$s" /test_b1 '"status":"No error"' "$body"
-	value=$(curl -fsS --max-time 5 "$url/read?k=$((PRELOAD_KEYS - 1))") || die "$s: GET /read failed"
-	((${#value} == VALUE_SIZE)) && [[ $value == "$((PRELOAD_KEYS - 1))"* ]] ||
-		die "$s: /read?k=$((PRELOAD_KEYS - 1)) answered ${#value} bytes: $(head -c 40 <<<"$value")…"
+	local reads=(/read)
+	# Both of luaserve's read variants, whichever READ_MODULE loads.
+	[[ $s == luaserve ]] && reads+=(/read_rmc /read_bmem)
+	for path in "${reads[@]}"; do
+		value=$(curl -fsS --max-time 5 "$url$path?k=$((PRELOAD_KEYS - 1))") || die "$s: GET $path failed"
+		((${#value} == VALUE_SIZE)) && [[ $value == "$((PRELOAD_KEYS - 1))"* ]] ||
+			die "$s: $path?k=$((PRELOAD_KEYS - 1)) answered ${#value} bytes: $(head -c 40 <<<"$value")…"
+		[[ $(curl -sS -o /dev/null -w '%{http_code}' --max-time 5 "$url$path?k=$PRELOAD_KEYS") == 404 ]] ||
+			die "$s: $path?k=$PRELOAD_KEYS (never stored) is not a 404"
+	done
 	body=$(curl -fsS --max-time 5 -H 'Content-Type: application/json' --data-binary "@$BENCH/wrk/body.json" "$url/json") ||
 		die "$s: POST /json failed"
 	expect "$s" /json '"count":42' "$body"
