@@ -1061,64 +1061,75 @@ func (u *untilReader) read(L *lua.LState) int {
 	c := s.c
 	out := m.scratch[:0]
 	rest := size
-	pat := u.pat
-	done := func() int {
-		m.scratch = out[:0]
-		L.Push(lua.LString(out))
-		return 1
-	}
 	for {
-		for c.r < c.w {
-			ch := c.buf[c.r]
-			st := u.state
-			if ch == pat[st] {
-				c.r++
-				st++
-				if st == len(pat) {
-					if u.inclusive {
-						out = append(out, pat...)
-					}
-					u.state = 0
-					u.ended = size > 0
-					return done()
-				}
-				u.state = st
-				continue
-			}
-			if st == 0 {
-				c.r++
-				out = append(out, ch)
-				if size > 0 {
-					if rest--; rest == 0 {
-						return done()
-					}
-				}
-				continue
-			}
-			var pending int
-			if ns := u.edge(st, ch); ns > 0 {
-				c.r++
-				pending = st + 1 - ns
-				u.state = ns
-			} else {
-				// everything held back is data; ch is looked at again
-				// from the start of the pattern
-				pending = st
-				u.state = 0
-			}
-			out = append(out, pat[:pending]...)
-			if size > 0 {
-				if rest <= pending {
-					return done()
-				}
-				rest -= pending
-			}
+		n, done := 0, false
+		n, out, done = u.scan(c.buf[c.r:c.w], out, &rest, size > 0)
+		c.r += n
+		if done {
+			m.scratch = out[:0]
+			L.Push(lua.LString(out))
+			return 1
 		}
 		if err := s.fill(); err != nil {
 			m.scratch = out[:0]
 			return s.readFailed(L, err, out)
 		}
 	}
+}
+
+// scan runs the matcher over in, appending the bytes that are data to out.
+// It returns how much of in it consumed and whether the chunk is complete:
+// the pattern was reached, or (sized) *rest bytes were released.
+func (u *untilReader) scan(in, out []byte, rest *int, sized bool) (int, []byte, bool) {
+	pat := u.pat
+	i := 0
+	for i < len(in) {
+		ch := in[i]
+		st := u.state
+		if ch == pat[st] {
+			i++
+			st++
+			if st == len(pat) {
+				if u.inclusive {
+					out = append(out, pat...)
+				}
+				u.state = 0
+				u.ended = sized
+				return i, out, true
+			}
+			u.state = st
+			continue
+		}
+		if st == 0 {
+			i++
+			out = append(out, ch)
+			if sized {
+				if *rest--; *rest == 0 {
+					return i, out, true
+				}
+			}
+			continue
+		}
+		var pending int
+		if ns := u.edge(st, ch); ns > 0 {
+			i++
+			pending = st + 1 - ns
+			u.state = ns
+		} else {
+			// everything held back is data; ch is looked at again from
+			// the start of the pattern
+			pending = st
+			u.state = 0
+		}
+		out = append(out, pat[:pending]...)
+		if sized {
+			if *rest <= pending {
+				return i, out, true
+			}
+			*rest -= pending
+		}
+	}
+	return i, out, false
 }
 
 // ---- tcp: timeouts, options ----
