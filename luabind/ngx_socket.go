@@ -52,6 +52,7 @@ type sockModule struct {
 	lastHost string
 	lastPort int
 	lastKey  string
+	lastAddr string
 }
 
 // tcpSock is the Go side of a Lua tcp socket object.
@@ -79,6 +80,21 @@ type sockConn struct {
 	reused     int
 	pool       *sockPool
 	closed     bool
+
+	// rc and peekFn let the pool probe an idle connection without
+	// allocating (see connAlive); peekAlive is peek's answer.
+	rc        syscall.RawConn
+	peekFn    func(fd uintptr) bool
+	peekAlive bool
+}
+
+func newSockConn(nc net.Conn, p *sockPool) *sockConn {
+	c := &sockConn{nc: nc, raw: nc, buf: make([]byte, sockBufSize), pool: p}
+	if sc, ok := nc.(syscall.Conn); ok {
+		c.rc, _ = sc.SyscallConn()
+		c.peekFn = c.peek
+	}
+	return c
 }
 
 // close closes the connection and gives its place in the pool back.
@@ -473,15 +489,15 @@ func (m *sockModule) tcpConnect(L *lua.LState) int {
 		if port == 0 {
 			return pushNilErr(L, "missing the port number")
 		}
-		if key == "" {
-			if host == m.lastHost && port == m.lastPort {
-				key = m.lastKey
-			} else {
-				key = host + ":" + strconv.Itoa(port)
-				m.lastHost, m.lastPort, m.lastKey = host, port, key
-			}
+		if host != m.lastHost || port != m.lastPort {
+			m.lastHost, m.lastPort = host, port
+			m.lastKey = host + ":" + strconv.Itoa(port)
+			m.lastAddr = net.JoinHostPort(host, strconv.Itoa(port))
 		}
-		addr = net.JoinHostPort(host, strconv.Itoa(port))
+		if key == "" {
+			key = m.lastKey
+		}
+		addr = m.lastAddr
 	}
 
 	set := m.settings()
@@ -542,7 +558,7 @@ func (m *sockModule) dialPooled(key string, size, backlog int, network, addr, ho
 			}
 			return nil, m.ioError(err, sockConnect, name, "tcp")
 		}
-		return &sockConn{nc: nc, raw: nc, buf: make([]byte, sockBufSize), pool: p}, ""
+		return newSockConn(nc, p), ""
 	}
 }
 
@@ -704,12 +720,12 @@ func appendSendData(L *lua.LState, b []byte, v lua.LValue) []byte {
 		return AppendNumber(b, float64(v))
 	case *lua.LTable:
 		n := v.Len()
-		v.ForEach(func(k, _ lua.LValue) {
+		for k, _ := v.Next(lua.LNil); k != lua.LNil; k, _ = v.Next(k) {
 			kn, ok := k.(lua.LNumber)
 			if !ok || float64(kn) != float64(int(kn)) || int(kn) < 1 || int(kn) > n {
 				sockArgError(L, 2, "non-array table found")
 			}
-		})
+		}
 		for i := 1; i <= n; i++ {
 			b = appendSendData(L, b, v.RawGetInt(i))
 		}

@@ -8,6 +8,8 @@ import "syscall"
 // as "closed" on its first use instead.
 func connAlive(*sockConn) bool { return true }
 
+func (c *sockConn) peek(uintptr) bool { return true }
+
 func setReuseAddr(interface {
 	SyscallConn() (syscall.RawConn, error)
 }, bool) error {

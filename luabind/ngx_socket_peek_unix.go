@@ -12,29 +12,25 @@ import (
 // TLS connections are not probed, as the peer may legitimately have sent
 // session tickets.
 func connAlive(c *sockConn) bool {
-	if c.isTLS {
+	if c.isTLS || c.rc == nil {
 		return true
 	}
-	sc, ok := c.raw.(syscall.Conn)
-	if !ok {
-		return true
-	}
-	rc, err := sc.SyscallConn()
-	if err != nil {
+	c.peekAlive = true
+	if err := c.rc.Read(c.peekFn); err != nil {
 		return false
 	}
-	alive := true
+	return c.peekAlive
+}
+
+// peek is the raw read of connAlive: any byte or EOF waiting means the
+// connection is not idle any more.
+func (c *sockConn) peek(fd uintptr) bool {
 	var b [1]byte
-	err = rc.Read(func(fd uintptr) bool {
-		n, _, rerr := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
-		switch {
-		case rerr == syscall.EAGAIN || rerr == syscall.EWOULDBLOCK:
-		case rerr != nil || n == 0 || n > 0:
-			alive = false
-		}
-		return true
-	})
-	return alive && err == nil
+	n, _, err := syscall.Recvfrom(int(fd), b[:], syscall.MSG_PEEK|syscall.MSG_DONTWAIT)
+	if err != syscall.EAGAIN && err != syscall.EWOULDBLOCK && (err != nil || n >= 0) {
+		c.peekAlive = false
+	}
+	return true
 }
 
 func setReuseAddr(c interface {
