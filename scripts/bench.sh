@@ -16,6 +16,7 @@
 #   READ_MODULE [rmc]  luaserve's read route: rmc (resty.memcached) or bmem
 #                      (resty.bmemcached)
 #   PROFILE            file: luaserve writes a CPU profile of its whole run there
+#   LUASERVE_ENV       extra environment for luaserve, e.g. "GOGC=400 GOMEMLIMIT=1GiB"
 #   KEEP=1             keep the temp prefix (configs, logs, raw wrk output)
 #
 # The markdown table is the last thing printed on stdout; progress goes to
@@ -33,6 +34,7 @@ SERVERS=${SERVERS:-luaserve openresty ceiling}
 ROUTES=${ROUTES:-hello seed read json}
 READ_MODULE=${READ_MODULE:-rmc}
 PROFILE=${PROFILE:-}
+LUASERVE_ENV=${LUASERVE_ENV:-}
 KEEP=${KEEP:-0}
 
 NGINX=/usr/sbin/nginx
@@ -149,11 +151,10 @@ start_server() {
 	case $1 in
 	luaserve)
 		render luaserve
-		if [[ -n $PROFILE ]]; then
-			LUASERVE_CPUPROFILE=$PROFILE "$LUASERVE" -p "$TMP/luaserve" -c conf/nginx.conf >"$TMP/luaserve.out" 2>&1 &
-		else
-			"$LUASERVE" -p "$TMP/luaserve" -c conf/nginx.conf >"$TMP/luaserve.out" 2>&1 &
-		fi
+		local envs=()
+		read -r -a envs <<<"$LUASERVE_ENV"
+		[[ -n $PROFILE ]] && envs+=("LUASERVE_CPUPROFILE=$PROFILE")
+		env ${envs[@]+"${envs[@]}"} "$LUASERVE" -p "$TMP/luaserve" -c conf/nginx.conf >"$TMP/luaserve.out" 2>&1 &
 		;;
 	openresty)
 		render openresty
@@ -299,6 +300,11 @@ awk -F'\t' -v conns="$CONNS" -v table="$TMP/table.md" '
 		for (i = 2; i <= n; i++) { t = a[i] + 0; for (j = i - 1; j >= 1 && a[j] + 0 > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
 		return n % 2 ? a[(n + 1) / 2] : (a[n / 2] + a[n / 2 + 1]) / 2
 	}
+	function span(list,   a, n, i, lo, hi) {
+		n = split(list, a, " "); lo = hi = a[1] + 0
+		for (i = 2; i <= n; i++) { if (a[i] + 0 < lo) lo = a[i] + 0; if (a[i] + 0 > hi) hi = a[i] + 0 }
+		return n < 2 ? "–" : sprintf("%.0f–%.0f", lo, hi)
+	}
 	function ms(us) { return us < 10000 ? sprintf("%.2f ms", us / 1000) : sprintf("%.1f ms", us / 1000) }
 	function goal(route, c, want, text,   a, b) {
 		a = route SUBSEP c SUBSEP "luaserve"; b = route SUBSEP c SUBSEP "openresty"
@@ -317,8 +323,8 @@ awk -F'\t' -v conns="$CONNS" -v table="$TMP/table.md" '
 	}
 	END {
 		for (k in seen) { mr[k] = median(rps[k]); m50[k] = median(p50[k]); m99[k] = median(p99[k]) }
-		print "| route | wrk -c | server | req/s | p50 | p99 | errors | peak RSS | req/s vs OpenResty |" >table
-		print "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: |" >table
+		print "| route | wrk -c | server | req/s | req/s range | p50 | p99 | errors | peak RSS | req/s vs OpenResty |" >table
+		print "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >table
 		for (i = 1; i <= nr; i++) {
 			route = routes[i]
 			# Rows by concurrency, then in the order the servers ran.
@@ -334,7 +340,7 @@ awk -F'\t' -v conns="$CONNS" -v table="$TMP/table.md" '
 					o = g[1] SUBSEP g[2] SUBSEP "openresty"
 					ratio = ((o in mr) && mr[o] > 0) ? sprintf("%.2f×", mr[k] / mr[o]) : "–"
 					name = g[1] == "seed" ? "seed /test_b1" : "/" g[1]
-					printf "| %s | %s | %s | %.0f | %s | %s | %d | %.1f MB | %s |\n", name, g[2], g[3], mr[k], ms(m50[k]), ms(m99[k]), err[k], rss[k] / 1024, ratio >table
+					printf "| %s | %s | %s | %.0f | %s | %s | %s | %d | %.1f MB | %s |\n", name, g[2], g[3], mr[k], span(rps[k]), ms(m50[k]), ms(m99[k]), err[k], rss[k] / 1024, ratio >table
 				}
 			}
 		}
@@ -360,10 +366,10 @@ cat <<EOF
 ## Benchmark: luaserve vs OpenResty vs a plain-Go ceiling
 
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.1f GB RAM", $2/1048576}' /proc/meminfo)
-- luaserve $COMMIT built with $(go version | cut -d' ' -f3); OpenResty: $NGINX_VERSION + lua-nginx-module $LUA_MODULE_VERSION (Debian nginx-extras, LuaJIT), 2 workers; $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $($MEMCACHED -V)
+- luaserve $COMMIT built with $(go version | cut -d' ' -f3)${LUASERVE_ENV:+, run with $LUASERVE_ENV}; OpenResty: $NGINX_VERSION + lua-nginx-module $LUA_MODULE_VERSION (Debian nginx-extras, LuaJIT), 2 workers; $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $($MEMCACHED -V)
 - Command: \`$CMD\` — wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS round(s) alternating the servers${CONC:+; the seed route also at -c ${CONC// /, -c }}
 - The load generator (wrk, $THREADS threads) and memcached run on the same $(nproc) cores as the server under test: every server competes with them equally. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; run time ${ELAPSED}s
-- req/s, p50, p99: median of the rounds; errors: socket errors + HTTP 4xx/5xx (wrk's counts), summed over the rounds; peak RSS: the largest sum of VmRSS over the server's processes (OpenResty: master + workers), sampled every 200 ms
+- req/s, p50, p99: median of the rounds (req/s range: the rounds' lowest–highest, a measure of how noisy the machine was); errors: socket errors + HTTP 4xx/5xx (wrk's counts), summed over the rounds; peak RSS: the largest sum of VmRSS over the server's processes (OpenResty: master + workers), sampled every 200 ms
 - Routes: /hello (ngx.say); seed /test_b1 (set + get + cjson.encode; luaserve: resty.bmemcached as in examples/lua/example.lua, OpenResty: lua-resty-memcached with keepalive); /read (get of one of $PRELOAD_KEYS preloaded ${VALUE_SIZE}-byte values; luaserve: $READ_NAME); /json (POST a 1 KB body, cjson.decode, modify, cjson.encode); ceiling: fasthttp + luaserve/memcached, no Lua (its /json uses encoding/json into generic values)
 
 EOF
