@@ -2,15 +2,21 @@ package spec
 
 import (
 	"bytes"
+	"context"
 	"fmt"
+	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync"
 	"testing"
+	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+	"github.com/valyala/fasthttp"
 
 	"luaserve/engine"
 )
@@ -98,4 +104,129 @@ func startRedis(t *testing.T) string {
 	}
 	t.Fatalf("redis-server did not start: %v", lastErr)
 	return ""
+}
+
+// synopsisLua is lua-resty-memcached's synopsis; %s is the module to
+// require, %s and %d the memcached address.
+const synopsisLua = `
+	local memcached = require "%s"
+	local memc, err = memcached:new()
+	if not memc then ngx.say("failed to instantiate memc: ", err) return end
+	memc:set_timeout(1000)
+	local ok, err = memc:connect("%s", %d)
+	if not ok then ngx.say("failed to connect: ", err) return end
+	local ok, err = memc:flush_all()
+	if not ok then ngx.say("failed to flush all: ", err) return end
+	local ok, err = memc:set("dog", 32)
+	if not ok then ngx.say("failed to set dog: ", err) return end
+	local res, flags, err = memc:get("dog")
+	if err then ngx.say("failed to get dog: ", err) return end
+	if not res then ngx.say("dog not found") return end
+	ngx.say("dog: ", res)
+	local ok, err = memc:set_keepalive(10000, 100)
+	if not ok then ngx.say("cannot set keepalive: ", err) return end
+`
+
+// startSynopsis starts an engine serving the synopsis at /native (the
+// Go-native resty.memcached) and at /purelua (Debian's lua-resty-memcached
+// over ngx.socket.tcp, found through lua_package_path), against the
+// memcached at mc, or the embedded one when mc is "".
+func startSynopsis(tb testing.TB, mc string) string {
+	tb.Helper()
+	if _, err := os.Stat("/usr/share/lua/5.1/nginx/memcached.lua"); err != nil {
+		tb.Skipf("lua-nginx-memcached is not installed (apt-get install lua-nginx-memcached): %v", err)
+	}
+	freeAddr := func() string {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(tb, err)
+		defer l.Close()
+		return l.Addr().String()
+	}
+	embedded := ""
+	if mc == "" {
+		mc = freeAddr()
+		embedded = "memcached_embedded " + mc + ";\n"
+	}
+	host, portText, err := net.SplitHostPort(mc)
+	require.NoError(tb, err)
+	port, err := strconv.Atoi(portText)
+	require.NoError(tb, err)
+	listen := freeAddr()
+	conf := "error_log logs/error.log error;\npid logs/luaserve.pid;\n" + embedded +
+		"http {\n\taccess_log off;\n\tlua_package_path \"/usr/share/lua/5.1/?.lua\";\n\tserver {\n\t\tlisten " + listen + ";\n" +
+		"\t\tlocation = /native { content_by_lua_block {" + fmt.Sprintf(synopsisLua, "resty.memcached", host, port) + "} }\n" +
+		"\t\tlocation = /purelua { content_by_lua_block {" + fmt.Sprintf(synopsisLua, "nginx.memcached", host, port) + "} }\n" +
+		"\t}\n}\n"
+	prefix := tb.TempDir()
+	require.NoError(tb, os.MkdirAll(filepath.Join(prefix, "conf"), 0o755))
+	require.NoError(tb, os.MkdirAll(filepath.Join(prefix, "logs"), 0o755))
+	require.NoError(tb, os.WriteFile(filepath.Join(prefix, "conf", "nginx.conf"), []byte(conf), 0o644))
+	var errlog bytes.Buffer
+	e, err := engine.New(engine.Options{Prefix: prefix, ErrorLog: &lockedWriter{w: &errlog}, NoHotReload: true})
+	require.NoError(tb, err)
+	require.NoError(tb, e.Start())
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Shutdown(ctx, false) //nolint:errcheck // the test is over
+	})
+	return e.Addrs()[0]
+}
+
+// lockedWriter serialises the engine's log writes into a buffer.
+type lockedWriter struct {
+	mu sync.Mutex
+	w  io.Writer
+}
+
+func (l *lockedWriter) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.w.Write(p)
+}
+
+func getBody(tb testing.TB, c *fasthttp.Client, url string) string {
+	status, body, err := c.GetTimeout(nil, url, 5*time.Second)
+	require.NoError(tb, err)
+	require.Equal(tb, 200, status, string(body))
+	return string(body)
+}
+
+// TestSynopsisThroughPackagePath serves the document's synopsis with both
+// modules through a real config: the pure-Lua library is loaded by
+// lua_package_path, and both answer the same, against a real memcached.
+func TestSynopsisThroughPackagePath(t *testing.T) {
+	addr := startSynopsis(t, startMemcached(t))
+	c := &fasthttp.Client{}
+	for i := 0; i < 3; i++ {
+		assert.Equal(t, "dog: 32\n", getBody(t, c, "http://"+addr+"/native"))
+		assert.Equal(t, "dog: 32\n", getBody(t, c, "http://"+addr+"/purelua"))
+	}
+}
+
+// BenchmarkSynopsisHTTP is the synopsis route through HTTP, Go-native and
+// pure-Lua over cosockets, in the same run, against the embedded memcached
+// (LUASERVE_BENCH_MEMCACHED=host:port names another one).
+func BenchmarkSynopsisHTTP(b *testing.B) {
+	addr := startSynopsis(b, os.Getenv("LUASERVE_BENCH_MEMCACHED"))
+	for _, route := range []string{"native", "purelua"} {
+		b.Run(route, func(b *testing.B) {
+			c := &fasthttp.Client{}
+			url := "http://" + addr + "/" + route
+			req := fasthttp.AcquireRequest()
+			resp := fasthttp.AcquireResponse()
+			defer fasthttp.ReleaseRequest(req)
+			defer fasthttp.ReleaseResponse(resp)
+			req.SetRequestURI(url)
+			b.ReportAllocs()
+			for b.Loop() {
+				if err := c.Do(req, resp); err != nil {
+					b.Fatal(err)
+				}
+				if string(resp.Body()) != "dog: 32\n" {
+					b.Fatalf("%s: %q", route, resp.Body())
+				}
+			}
+		})
+	}
 }
