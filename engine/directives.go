@@ -85,6 +85,12 @@ func init() {
 		"multi_accept":         {ctx: ctxEvents, args: argsFlag, apply: applyFlag(nil)},
 		"use":                  {ctx: ctxEvents, args: args1, apply: ignore},
 		"accept_mutex_delay":   {ctx: ctxEvents, args: args1, apply: applyTime(nil)},
+		// Debian's nginx.conf loads lua-nginx-module this way; luaserve
+		// has it built in.
+		"load_module": {ctx: ctxMain, args: args1, apply: func(b *builder, d *Directive, _ *scope) error {
+			b.warn(d, `"load_module %s" is ignored: luaserve's Lua support is built in`, d.Args[0])
+			return nil
+		}},
 		"user": {ctx: ctxMain, args: args12, apply: func(b *builder, d *Directive, _ *scope) error {
 			b.warn(d, `"user" is ignored: luaserve does not switch users`)
 			return nil
@@ -416,7 +422,9 @@ func applyHTTP(b *builder, d *Directive, _ *scope) error {
 	if b.cfg.HTTP != nil {
 		return b.errf(d, `"http" directive is duplicate`)
 	}
-	h := &HTTP{HotReload: true, Types: map[string]string{}, loc: newLocation(d, nil)}
+	// Types stays nil without a types block: nginx then uses its
+	// built-in html/gif/jpg types (see nginxDefaultTypes).
+	h := &HTTP{HotReload: true, loc: newLocation(d, nil)}
 	b.cfg.HTTP = h
 	if err := b.walk(d.Block, &scope{ctx: ctxHTTP, loc: h.loc}, 0); err != nil {
 		return err
@@ -435,6 +443,9 @@ func applyServer(b *builder, d *Directive, _ *scope) error {
 }
 
 func applyTypes(b *builder, d *Directive, _ *scope) error {
+	if b.cfg.HTTP.Types == nil {
+		b.cfg.HTTP.Types = map[string]string{}
+	}
 	for _, c := range d.Block {
 		if c.HasBlock {
 			return b.errf(c, `unexpected "{"`)

@@ -196,7 +196,7 @@ func TestEngineErrorPaths(t *testing.T) {
 
 	code, _, resp := s.do(t, "GET", "/redir", "")
 	assert.Equal(t, 302, code)
-	assert.Equal(t, "/hello", string(resp.Header.Peek("Location")))
+	assert.Equal(t, "http://"+s.addr+"/hello", string(resp.Header.Peek("Location")), "relative redirects become absolute, as nginx's absolute_redirect")
 
 	code, _ = s.get(t, "/files/missing")
 	assert.Equal(t, 404, code, "a missing content_by_lua_file answers 404, as lua-nginx-module does")

@@ -216,6 +216,7 @@ func (g *generation) chunkProto(c *LuaChunk) (*lua.FunctionProto, error) {
 // compileFile compiles a Lua file with the "@path" chunk name Lua uses, so
 // errors and tracebacks name the file.
 func compileFile(path string) (*lua.FunctionProto, error) {
+	waitStill(path)
 	src, err := os.ReadFile(path)
 	if err != nil {
 		// %w keeps fs.ErrNotExist visible: a missing file answers 404.
@@ -346,4 +347,25 @@ func luaEnv(vars []EnvVar) map[string]string {
 		}
 	}
 	return env
+}
+
+// waitStill waits (at most a second) until path has not been modified for
+// ReloadSettle, so a file being rewritten in place (truncate, then write) is
+// not compiled half-written: hot reload makes reading a file just after a
+// write the common case. Files older than that cost one stat.
+func waitStill(path string) {
+	deadline := time.Now().Add(time.Second)
+	prev := statFile(path)
+	for !prev.missing && time.Now().Before(deadline) {
+		age := time.Since(time.Unix(0, prev.mtime))
+		if age >= ReloadSettle {
+			return
+		}
+		time.Sleep(ReloadSettle - age)
+		cur := statFile(path)
+		if cur == prev {
+			return
+		}
+		prev = cur
+	}
 }

@@ -1,8 +1,10 @@
 package engine
 
 import (
+	"bytes"
 	"errors"
 	"io/fs"
+	"net"
 	"strconv"
 	"sync"
 	"time"
@@ -100,6 +102,9 @@ func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, sub b
 	r.Host = rs
 	r.Start = time.Now()
 	r.Internal = sub
+	// Header names go out as Lua writes them (x-lower stays x-lower), as
+	// nginx sends them.
+	ctx.Response.Header.DisableNormalizing()
 	r.UserVarIndex = g.userVars
 	rs.path = append(rs.path[:0], ctx.Path()...)
 	for _, v := range vars {
@@ -231,8 +236,10 @@ func (e *Engine) serve(rs *reqState) {
 				ctx.SetConnectionClose()
 				return
 			}
-			if loc.DefaultType != "" {
-				ctx.Response.Header.SetContentType(loc.DefaultType)
+			// nginx types every response by the URI's extension (a
+			// handler at /x.jpg answers image/jpeg), else default_type.
+			if ct := rs.contentType(loc); ct != "" {
+				ctx.Response.Header.SetContentType(ct)
 			}
 		}
 		again := rs.runPhases()
@@ -367,8 +374,21 @@ func (rs *reqState) runChunk(c *LuaChunk) bool {
 		}
 		e.errlog.Log(luabind.LogErr, r, msg)
 	}
-	rs.finish(500)
+	rs.fail(500)
 	return false
+}
+
+// fail answers status for a request whose handler failed. nginx, having
+// streamed the output so far, can only cut the connection; luaserve has
+// buffered it, so it drops it and sends a whole error response instead of a
+// truncated success.
+func (rs *reqState) fail(status int) {
+	if rs.lr.HeadersSent {
+		rs.lr.HeadersSent = false
+		rs.lr.Ctx.Response.ResetBody()
+		rs.lr.Ctx.Response.Header.SetContentType(rs.loc.DefaultType)
+	}
+	rs.finish(status)
 }
 
 // proto returns the compiled chunk for c in this request: inline and static
@@ -402,26 +422,61 @@ func (rs *reqState) exitWith(code int) {
 }
 
 // finish makes the response final. status 0 keeps what the handler set.
-// Without output, statuses of 300 and above get nginx's special response
-// page, as nginx does for ngx.exit(404).
+// Without output, statuses nginx has a page for get it (as nginx does for
+// ngx.exit(404)); others get an empty body.
 func (rs *reqState) finish(status int) {
 	r := &rs.lr
 	ctx := r.Ctx
-	if r.HeadersSent {
-		return
-	}
-	if status == 0 {
+	if r.HeadersSent || status == 0 {
 		return
 	}
 	ctx.Response.SetStatusCode(status)
-	if status == 444 {
+	switch {
+	case status == 444:
 		ctx.SetConnectionClose()
 		ctx.Response.ResetBody()
-		return
-	}
-	if status >= 300 && len(ctx.Response.Body()) == 0 && status != 304 {
+	case status == 204 || status == 304:
+		ctx.Response.ResetBody()
+		ctx.Response.Header.SetContentType("")
+		ctx.Response.Header.Del("Content-Type")
+	case status >= 300 && len(ctx.Response.Body()) == 0:
+		if rs.sub || !hasSpecialPage(status) {
+			// subrequests answer no page, and nginx has none for
+			// statuses it does not know
+			ctx.Response.Header.SetContentType("")
+			ctx.Response.Header.Del("Content-Type")
+			return
+		}
 		writeSpecialResponse(ctx, status)
 	}
+}
+
+// absoluteLocation turns "Location: /path" into scheme://host:port/path,
+// as nginx's absolute_redirect and port_in_redirect do for `return`: the
+// Host header's name, the port the request came in on unless it is the
+// scheme's default (ngx.redirect's Location is sent as given).
+func absoluteLocation(ctx *fasthttp.RequestCtx) {
+	loc := ctx.Response.Header.Peek("Location")
+	if len(loc) == 0 || loc[0] != '/' {
+		return
+	}
+	scheme, defPort := "http://", 80
+	if ctx.IsTLS() {
+		scheme, defPort = "https://", 443
+	}
+	abs := make([]byte, 0, 64+len(loc))
+	abs = append(abs, scheme...)
+	host := ctx.Host()
+	if i := bytes.LastIndexByte(host, ':'); i >= 0 && bytes.IndexByte(host[i:], ']') < 0 {
+		host = host[:i]
+	}
+	abs = append(abs, host...)
+	if a, ok := ctx.LocalAddr().(*net.TCPAddr); ok && a.Port != defPort {
+		abs = append(abs, ':')
+		abs = strconv.AppendInt(abs, int64(a.Port), 10)
+	}
+	abs = append(abs, loc...)
+	ctx.Response.Header.SetBytesV("Location", abs)
 }
 
 // doReturn runs nginx's `return code [text|URL]`.
@@ -435,6 +490,7 @@ func (rs *reqState) doReturn(ret *Return) {
 	case 301, 302, 303, 307, 308:
 		if text != nil {
 			ctx.Response.Header.SetBytesV("Location", text)
+			absoluteLocation(ctx)
 		}
 		rs.finish(ret.Code)
 		return

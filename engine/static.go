@@ -1,7 +1,7 @@
 package engine
 
 import (
-	"mime"
+	"bytes"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -72,16 +72,7 @@ func (rs *reqState) serveStatic() {
 		}
 		return
 	}
-	ext := strings.ToLower(strings.TrimPrefix(filepath.Ext(name), "."))
-	ctype := ""
-	if t, ok := rs.g.cfg.HTTP.Types[ext]; ok {
-		ctype = t
-	} else if t := mime.TypeByExtension("." + ext); t != "" && ext != "" {
-		ctype = t
-	} else {
-		ctype = loc.DefaultType
-	}
-	ctx.Response.Header.SetContentType(ctype)
+	ctx.Response.Header.SetContentType(rs.typeOf(filepath.Ext(name), loc))
 	ctx.Response.Header.Set("Last-Modified", fi.ModTime().UTC().Format(timeHTTP))
 	ctx.Response.Header.Set("Accept-Ranges", "bytes")
 	if ims := ctx.Request.Header.Peek("If-Modified-Since"); len(ims) > 0 {
@@ -102,6 +93,39 @@ func (rs *reqState) serveStatic() {
 }
 
 const timeHTTP = "Mon, 02 Jan 2006 15:04:05 GMT"
+
+// contentType is the type nginx gives a response to the request's URI.
+func (rs *reqState) contentType(loc *Location) string {
+	p := rs.path
+	ext := ""
+	if i := bytes.LastIndexByte(p, '.'); i >= 0 && bytes.IndexByte(p[i:], '/') < 0 {
+		ext = string(p[i:])
+	}
+	return rs.typeOf(ext, loc)
+}
+
+// typeOf maps an extension (".jpg") through the types block, or nginx's
+// built-in types when there is none, else default_type.
+func (rs *reqState) typeOf(ext string, loc *Location) string {
+	types := rs.g.cfg.HTTP.Types
+	if types == nil {
+		types = nginxDefaultTypes // no types block: nginx's built-in three
+	}
+	if t, ok := types[strings.ToLower(strings.TrimPrefix(ext, "."))]; ok && ext != "" {
+		return t
+	}
+	return loc.DefaultType
+}
+
+// nginxDefaultTypes are the types nginx knows without a types block (and
+// without mime.types included).
+var nginxDefaultTypes = map[string]string{"html": "text/html", "gif": "image/gif", "jpg": "image/jpeg"}
+
+// hasSpecialPage reports whether nginx has a built-in page for status.
+func hasSpecialPage(status int) bool {
+	_, ok := specialTitles[status]
+	return ok
+}
 
 // statusLine is nginx's text for a special response's title.
 func statusLine(code int) string {

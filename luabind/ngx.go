@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/valyala/fasthttp"
 	lua "github.com/yuin/gopher-lua"
 )
 
@@ -180,10 +181,15 @@ func (vm *VM) ngxIndex(L *lua.LState) int {
 			L.Push(lua.LNumber(0))
 			return 1
 		}
-		if r.Status != 0 {
+		// nginx's headers_out.status: 0 until set or until output sent
+		// the headers with the default 200.
+		switch {
+		case r.Status != 0:
 			L.Push(lua.LNumber(r.Status))
-		} else {
+		case r.HeadersSent:
 			L.Push(lua.LNumber(r.Ctx.Response.StatusCode()))
+		default:
+			L.Push(lua.LNumber(0))
 		}
 		return 1
 	case "ctx":
@@ -300,7 +306,7 @@ func appendOutput(L *lua.LState, b []byte, v lua.LValue, argn int, fname string)
 	if v == Null {
 		return append(b, "null"...)
 	}
-	argError(L, argn, fname, "string, number, boolean, nil, ngx.null, or array table expected, got "+v.Type().String())
+	argError(L, argn, fname, "string, number, boolean, nil, ngx.null, or array table expected, but got "+v.Type().String())
 	return b
 }
 
@@ -385,6 +391,8 @@ func (vm *VM) ngxExec(L *lua.LState) int {
 	if i := strings.IndexByte(uri, '?'); i >= 0 {
 		if args == "" {
 			args = uri[i+1:]
+		} else {
+			args = uri[i+1:] + "&" + args
 		}
 		uri = uri[:i]
 	}
@@ -392,6 +400,7 @@ func (vm *VM) ngxExec(L *lua.LState) int {
 		L.RaiseError("attempt to call ngx.exec after sending out response headers")
 	}
 	r.ExecURI, r.ExecArgs = uri, args
+	r.ctx = nil // an internal redirect starts with a fresh ngx.ctx
 	vm.Exit(0)
 	return 0
 }
@@ -530,7 +539,7 @@ func (vm *VM) varIndex(L *lua.LState) int {
 // "not found" (nil) when the request lacks them.
 func isEmptyVar(name string) bool {
 	switch name {
-	case "args", "query_string", "is_args", "uri", "document_uri", "request_body":
+	case "is_args", "uri", "document_uri":
 		return true
 	}
 	return false
@@ -550,6 +559,9 @@ func (vm *VM) varNewIndex(L *lua.LState) int {
 		L.RaiseError("bad variable value")
 	}
 	if !r.SetVar(strings.ToLower(name), val) {
+		if _, builtin := r.Var(strings.ToLower(name), vm.buf[:0]); builtin {
+			L.RaiseError("variable \"%s\" not changeable", name)
+		}
 		L.RaiseError("variable \"%s\" not found for writing; maybe it is a built-in variable that is not changeable or you forgot to use \"set $%s '';\" in the config file to define it first", name, name)
 	}
 	return 0
@@ -587,8 +599,10 @@ func (vm *VM) headerIndex(L *lua.LState) int {
 		return 1
 	}
 	var values []string
-	for _, v := range h.PeekAll(name) {
-		values = append(values, string(v))
+	for k, v := range h.All() {
+		if equalFoldBytes(k, name) {
+			values = append(values, string(v))
+		}
 	}
 	switch len(values) {
 	case 0:
@@ -635,7 +649,10 @@ func (vm *VM) headerNewIndex(L *lua.LState) int {
 		r.contentLengthSet = true
 		return 0
 	}
-	h.Del(name)
+	// The engine disables fasthttp's name normalising, so names go out as
+	// written (x-lower stays x-lower, as in nginx); replacing one must find
+	// it whatever its case.
+	delHeaderFold(h, name)
 	switch v := val.(type) {
 	case *lua.LNilType:
 	case *lua.LTable:
@@ -644,14 +661,36 @@ func (vm *VM) headerNewIndex(L *lua.LState) int {
 			h.Add(name, headerValue(L, v.RawGetInt(i)))
 		}
 	default:
-		h.Set(name, headerValue(L, v))
+		h.Add(name, headerValue(L, v))
 	}
 	return 0
+}
+
+// delHeaderFold deletes every header whose name equals name ignoring case.
+func delHeaderFold(h *fasthttp.ResponseHeader, name string) {
+	var exact []string
+	for k := range h.All() {
+		if equalFoldBytes(k, name) {
+			exact = append(exact, string(k))
+		}
+	}
+	for _, k := range exact {
+		h.Del(k)
+	}
+}
+
+func equalFoldBytes(b []byte, s string) bool {
+	return len(b) == len(s) && equalFoldASCII(b, s)
 }
 
 func headerValue(L *lua.LState, v lua.LValue) string {
 	switch v := v.(type) {
 	case lua.LString:
+		if strings.ContainsAny(string(v), "\r\n") {
+			// lua-nginx-module escapes them rather than let a value
+			// split the header block.
+			return strings.NewReplacer("\r", "%0D", "\n", "%0A").Replace(string(v))
+		}
 		return string(v)
 	case lua.LNumber:
 		return string(AppendNumber(nil, float64(v)))

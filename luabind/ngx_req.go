@@ -154,7 +154,7 @@ func (vm *VM) reqGetHeaders(L *lua.LState) int {
 
 func (vm *VM) reqSetHeader(L *lua.LState) int {
 	r := vm.request(L)
-	name := normHeader(L.CheckString(1))
+	name := L.CheckString(1) // unlike ngx.header, "_" stays "_"
 	h := &r.Ctx.Request.Header
 	switch v := L.Get(2).(type) {
 	case *lua.LNilType:
@@ -173,7 +173,7 @@ func (vm *VM) reqSetHeader(L *lua.LState) int {
 
 func (vm *VM) reqClearHeader(L *lua.LState) int {
 	r := vm.request(L)
-	r.Ctx.Request.Header.Del(normHeader(L.CheckString(1)))
+	r.Ctx.Request.Header.Del(L.CheckString(1))
 	return 0
 }
 
@@ -227,7 +227,7 @@ func (vm *VM) reqGetURIArgs(L *lua.LState) int {
 func (vm *VM) reqGetPostArgs(L *lua.LState) int {
 	r := vm.request(L)
 	if !r.bodyRead {
-		L.RaiseError("request body not read")
+		L.RaiseError("no request body found; maybe you should turn on lua_need_request_body?")
 	}
 	return vm.decodeArgsInto(L, r.Ctx.Request.Body(), L.OptInt(1, 100))
 }
@@ -240,7 +240,7 @@ func (vm *VM) decodeArgsInto(L *lua.LState, raw []byte, max int) int {
 	L.Push(lua.LString(raw))
 	L.Push(lua.LNumber(max))
 	L.Call(2, 1)
-	if max > 0 && bytes.Count(raw, []byte("&"))+1 > max && len(raw) > 0 {
+	if max > 0 && countArgs(raw) > max {
 		L.Push(lua.LString("truncated"))
 		return 2
 	}
@@ -283,4 +283,16 @@ func (vm *VM) reqSetURI(L *lua.LState) int {
 	r.Path = append(r.Path[:0:0], uri...)
 	r.Ctx.URI().SetPath(uri)
 	return 0
+}
+
+// countArgs counts the non-empty "&"-separated segments, as nginx's
+// argument parser does when it applies max.
+func countArgs(raw []byte) int {
+	n := 0
+	for _, seg := range bytes.Split(raw, []byte("&")) {
+		if len(seg) > 0 {
+			n++
+		}
+	}
+	return n
 }

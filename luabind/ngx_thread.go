@@ -12,7 +12,7 @@ import (
 // the threads just do not overlap in time.
 
 type lightThread struct {
-	co      *lua.LState
+	co      *lua.LState // also the handle Lua sees: type(t) == "thread"
 	done    bool
 	ok      bool
 	results []lua.LValue
@@ -20,15 +20,8 @@ type lightThread struct {
 	waited  bool
 }
 
-const lightThreadType = "luaserve.ngx.thread"
-
 func (vm *VM) openNgxThread(ngx *lua.LTable) {
 	L := vm.L
-	mt := L.NewTypeMetatable(lightThreadType)
-	mt.RawSetString("__tostring", L.NewFunction(func(L *lua.LState) int {
-		L.Push(lua.LString("thread"))
-		return 1
-	}))
 	t := L.NewTable()
 	t.RawSetString("spawn", L.NewFunction(vm.threadSpawn))
 	t.RawSetString("wait", L.NewFunction(vm.threadWait))
@@ -36,14 +29,13 @@ func (vm *VM) openNgxThread(ngx *lua.LTable) {
 	ngx.RawSetString("thread", t)
 }
 
-func checkThread(L *lua.LState, n int) *lightThread {
-	ud, ok := L.Get(n).(*lua.LUserData)
-	if ok {
-		if th, ok := ud.Value.(*lightThread); ok {
+func (vm *VM) checkThread(L *lua.LState, n int, fname string) *lightThread {
+	if co, ok := L.Get(n).(*lua.LState); ok {
+		if th, ok := vm.threads[co]; ok {
 			return th
 		}
 	}
-	argError(L, n, "wait", "thread expected")
+	argError(L, n, fname, "thread expected")
 	return nil
 }
 
@@ -56,11 +48,12 @@ func (vm *VM) threadSpawn(L *lua.LState) int {
 	}
 	co, _ := L.NewThread()
 	th := &lightThread{co: co}
+	if vm.threads == nil {
+		vm.threads = make(map[*lua.LState]*lightThread)
+	}
+	vm.threads[co] = th
 	vm.resumeThread(L, th, fn, args)
-	ud := L.NewUserData()
-	ud.Value = th
-	L.SetMetatable(ud, L.GetTypeMetatable(lightThreadType))
-	L.Push(ud)
+	L.Push(co)
 	return 1
 }
 
@@ -95,7 +88,7 @@ func (vm *VM) threadWait(L *lua.LState) int {
 	}
 	ths := make([]*lightThread, n)
 	for i := range ths {
-		ths[i] = checkThread(L, i+1)
+		ths[i] = vm.checkThread(L, i+1, "wait")
 		if ths[i].killed {
 			L.Push(lua.LNil)
 			L.Push(lua.LString("already killed"))
@@ -138,7 +131,7 @@ func (vm *VM) threadWait(L *lua.LState) int {
 
 // threadKill is ngx.thread.kill(t).
 func (vm *VM) threadKill(L *lua.LState) int {
-	th := checkThread(L, 1)
+	th := vm.checkThread(L, 1, "kill")
 	if th.done {
 		L.Push(lua.LNil)
 		L.Push(lua.LString("already terminated"))

@@ -43,7 +43,7 @@ func (r *Request) Var(name string, scratch []byte) (value []byte, ok bool) {
 	case "request_uri":
 		return ctx.RequestURI(), true
 	case "args", "query_string":
-		return ctx.URI().QueryString(), true
+		return nilIfEmpty(ctx.URI().QueryString()), true
 	case "is_args":
 		if len(ctx.URI().QueryString()) > 0 {
 			return []byte("?"), true
@@ -86,9 +86,11 @@ func (r *Request) Var(name string, scratch []byte) (value []byte, ok bool) {
 		b = append(b, ' ')
 		return append(b, ctx.Request.Header.Protocol()...), true
 	case "content_type":
-		return ctx.Request.Header.ContentType(), true
+		return nilIfEmpty(ctx.Request.Header.ContentType()), true
 	case "content_length":
-		if n := ctx.Request.Header.ContentLength(); n >= 0 && len(ctx.Request.Header.Peek("Content-Length")) > 0 {
+		// fasthttp reports 0 for a request that sent no Content-Length;
+		// nginx's variable is not found then.
+		if n := ctx.Request.Header.ContentLength(); n >= 0 && hasRawHeader(ctx.Request.Header.RawHeaders(), "content-length") {
 			return strconv.AppendInt(scratch[:0], int64(n), 10), true
 		}
 		return nil, true
@@ -96,7 +98,7 @@ func (r *Request) Var(name string, scratch []byte) (value []byte, ok bool) {
 		n := len(ctx.Request.Header.RawHeaders()) + len(ctx.Request.Header.RequestURI()) + 16 + len(ctx.Request.Body())
 		return strconv.AppendInt(scratch[:0], int64(n), 10), true
 	case "request_body":
-		return ctx.Request.Body(), true
+		return nilIfEmpty(ctx.Request.Body()), true
 	case "status":
 		return strconv.AppendInt(scratch[:0], int64(ctx.Response.StatusCode()), 10), true
 	case "body_bytes_sent":
@@ -137,7 +139,11 @@ func (r *Request) SetVar(name string, value []byte) bool {
 		for len(r.UserVars) <= i {
 			r.UserVars = append(r.UserVars, nil)
 		}
-		r.UserVars[i] = append(r.UserVars[i][:0], value...)
+		if value == nil {
+			r.UserVars[i] = nil // ngx.var.x = nil: not found, read as nil
+		} else {
+			r.UserVars[i] = append(r.UserVars[i][:0:0], value...)
+		}
 		return true
 	}
 	switch name {
@@ -182,10 +188,7 @@ func argValue(query []byte, name string) ([]byte, bool) {
 			k, v = pair[:i], pair[i+1:]
 		}
 		if len(k) == len(name) && equalFoldASCII(k, name) {
-			if v == nil {
-				v = pair[len(pair):]
-			}
-			return v, true
+			return v, true // nil for "?d": nginx's $arg_d is not found
 		}
 	}
 	return nil, false
@@ -250,4 +253,28 @@ func appendAddrPort(dst []byte, a net.Addr) []byte {
 		return strconv.AppendInt(dst, int64(a.Port), 10)
 	}
 	return dst
+}
+
+func nilIfEmpty(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}
+
+// hasRawHeader reports whether the raw header block holds a header named
+// name (lower case), whatever its case on the wire.
+func hasRawHeader(raw []byte, name string) bool {
+	for len(raw) > 0 {
+		line := raw
+		if i := bytes.IndexByte(raw, '\n'); i >= 0 {
+			line, raw = raw[:i], raw[i+1:]
+		} else {
+			raw = nil
+		}
+		if len(line) > len(name) && line[len(name)] == ':' && equalFoldASCII(line[:len(name)], name) {
+			return true
+		}
+	}
+	return false
 }

@@ -3,6 +3,7 @@ package luabind
 import (
 	"errors"
 	"fmt"
+	"math"
 	"runtime"
 	"strings"
 	"sync"
@@ -128,6 +129,8 @@ type VM struct {
 	// or a timer callback.
 	mu     sync.Mutex
 	timers timerState
+	// threads are the request's ngx.thread light threads, by coroutine.
+	threads map[*lua.LState]*lightThread
 }
 
 // NewVM creates a VM with the standard libraries, the ngx API and the
@@ -156,6 +159,7 @@ func NewVM(opts *Options) (*VM, error) {
 		L.Push(lua.LString(lib.name))
 		L.Call(1, 0)
 	}
+	vm.luajitCompat()
 	pkg := L.GetGlobal("package").(*lua.LTable)
 	if opts.PackagePath != "" {
 		pkg.RawSetString("path", lua.LString(opts.PackagePath))
@@ -190,6 +194,25 @@ func NewVM(opts *Options) (*VM, error) {
 		}
 	}
 	return vm, nil
+}
+
+// luajitCompat makes the base library answer as LuaJIT's does where
+// OpenResty code can see it: tostring of numbers ("%.14g", inf, nan) and
+// math.huge (gopher-lua sets it to the largest float).
+func (vm *VM) luajitCompat() {
+	L := vm.L
+	orig := L.GetGlobal("tostring")
+	L.SetGlobal("tostring", L.NewFunction(func(L *lua.LState) int {
+		if n, ok := L.Get(1).(lua.LNumber); ok && L.GetTop() >= 1 {
+			L.Push(lua.LString(AppendNumber(nil, float64(n))))
+			return 1
+		}
+		L.Push(orig)
+		L.Push(L.CheckAny(1))
+		L.Call(1, 1)
+		return 1
+	}))
+	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
 }
 
 // Close runs the VM's pending timers prematurely, then releases its Lua
@@ -243,6 +266,7 @@ func (vm *VM) End() {
 	if k, _ := vm.env.Next(lua.LNil); k != lua.LNil {
 		vm.newEnv()
 	}
+	clear(vm.threads)
 	vm.req = nil
 }
 

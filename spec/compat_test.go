@@ -60,13 +60,8 @@ const (
 var compatKnownDifferences = map[string]string{
 	// gopher-lua itself (not fixable in luabind without replacing the VM's
 	// number formatting, messages or base library).
-	"say GET /compat/say/tostring": "gopher-lua's tostring formats numbers with Go's shortest form " +
-		"(1e15 → 1000000000000000, 1/3 → 17 digits, -0 → 0, 1/0 → +Inf), not Lua's %.14g; " +
-		"luabind/vm.go could replace the global tostring",
 	"say GET /compat/say/concat": "the .. operator and table.concat coerce numbers with gopher-lua's LNumber.String " +
 		"(Go formatting, as tostring); needs a gopher-lua change, not reachable from luabind",
-	"say GET /compat/say/math-huge": "gopher-lua sets math.huge to math.MaxFloat64 (mathlib.go:11), not +Inf; " +
-		"luabind/vm.go can overwrite math.huge after opening the libraries",
 	"say GET /compat/say/format-q": `gopher-lua's string.format("%q") escapes like Go ("\n", "\x00") where Lua ` +
 		`writes a backslash-newline and "\0"; luabind could wrap string.format`,
 	"error GET /compat/error/vm-messages": "gopher-lua's runtime error wording (\"attempt to index a non-table object(nil) " +
@@ -75,13 +70,6 @@ var compatKnownDifferences = map[string]string{
 		"directly, and error() without a value raises \"bad argument #1\" instead of erroring with nil",
 
 	// luabind: the ngx API.
-	"say GET /compat/say/bad-values": `ngx.say/print argument error says "…table expected, got function"; ` +
-		`lua-nginx-module says "…but got function" (luabind/ngx.go:303)`,
-	"exit GET /compat/exit/status-read": "ngx.status reads 0 in the content phase before anything set it under OpenResty, " +
-		"200 under luaserve (luabind/ngx.go:177, ngxIndex \"status\")",
-	"header GET /compat/header/casing": "response header names set through ngx.header keep their casing as written " +
-		"under OpenResty (x-all-lower, X-ALL-UPPER, x-lower-underscore); luaserve canonicalises them " +
-		"(fasthttp normalising: luabind/ngx.go:637-645 h.Set/h.Add, and engine/engine.go:247 lacks DisableHeaderNamesNormalizing)",
 	"header GET /compat/header/content-type-casing": "same as header/casing for cache-control, location, content-encoding " +
 		"(OpenResty sends them lower-case as written)",
 	"header GET /compat/header/bad-values": "a CR/LF in a header value is escaped to %0D%0A by lua-nginx-module 0.10.23, " +
@@ -92,11 +80,6 @@ var compatKnownDifferences = map[string]string{
 	"req GET /compat/req/uri-args?&&a=1&&": "get_uri_args(2) on \"&&a=1&&\": OpenResty does not count empty " +
 		"segments towards max and returns {a=1} + \"truncated\"; luaserve counts them and returns {} " +
 		"(luabind/ngx_req.go:237 decodeArgsInto)",
-	"req POST /compat/req/body (2)": "an empty POST without Content-Length: OpenResty's ngx.var.content_length and " +
-		"ngx.var.request_body are nil, luaserve's are \"0\" and \"\" (luabind/ngx_var.go:90, :98)",
-	"req GET /compat/req/no-read-body": "get_post_args before read_body: OpenResty raises \"no request body found; " +
-		"maybe you should turn on lua_need_request_body?\" (no position), luaserve \"request body not read\" " +
-		"(luabind/ngx_req.go:230)",
 	"req GET /compat/req/headers": "request headers: nginx drops a header whose name has an underscore " +
 		"(X_Under: underscores_in_headers off), luaserve keeps it; get_headers(3) counts headers in wire order " +
 		"(Host, Connection, X-One) under OpenResty, luaserve skips Connection; get_headers(0, true) keeps " +
@@ -105,23 +88,9 @@ var compatKnownDifferences = map[string]string{
 	"req GET /compat/req/set-header": "ngx.req.set_header(name, {\"a\",\"b\"}) reads back in reverse order {b,a} in " +
 		"luaserve; set_header(\"Foo_Bar\") keeps the underscore under OpenResty (no foo-bar header) while luaserve " +
 		"turns it into foo-bar (luabind/ngx_req.go:155 reqSetHeader)",
-	"thread GET /compat/thread/basic": "type(ngx.thread.spawn(f)) is \"thread\" (a coroutine) under OpenResty, " +
-		"\"userdata\" under luaserve (luabind/ngx_thread.go:60)",
-	"var GET /compat/var/basic?a=1&b=two%20words&c=&d&a=2": "ngx.var.arg_d for a key without \"=\" is nil under " +
-		"OpenResty, \"\" under luaserve (luabind/ngx_var.go:30)",
-	"var GET /compat/var/basic": "ngx.var.args and ngx.var.query_string without a query are nil under OpenResty, " +
-		"\"\" under luaserve (luabind/ngx_var.go:45)",
 	"var GET /compat/var/content-type":     compatContentTypeReason,
 	"var GET /compat/var/content-type (2)": compatContentTypeReason,
 	"var GET /compat/var/content-type (3)": compatContentTypeReason,
-	"ctx GET /compat/ctx/exec?from=client": "ngx.ctx survives ngx.exec in luaserve; OpenResty starts the internal " +
-		"redirect with a fresh ngx.ctx (luabind/ngx.go:367 ngxExec / engine/handler.go's redirect loop)",
-	"ctx GET /compat/ctx/exec-string-args": "ngx.exec(\"/t?x=1\", \"y=2\") runs /t with args x=1&y=2 under OpenResty " +
-		"(the uri's query and the args are joined); luaserve drops the uri's query (luabind/ngx.go:367 ngxExec)",
-	"var GET /compat/var/set?who=ana": "ngx.var.x = nil on a set variable makes it read back nil under OpenResty, " +
-		"\"\" under luaserve (luabind/ngx.go:553, the ngx.var writer)",
-	"var GET /compat/var/unknown": "writing a built-in read-only variable (ngx.var.uri = …) raises \"variable \\\"uri\\\" " +
-		"not changeable\" under OpenResty; luaserve gives the message for unknown variables (luabind/ngx.go:553)",
 	"capture GET /compat/capture/basic": "in a subrequest: ngx.var.request_method is the main request's method " +
 		"under nginx (GET) but the subrequest's in luaserve (POST); ngx.var.args with no args is nil vs \"\"; " +
 		"a subrequest ending in ngx.exit(404) has an empty res.body under OpenResty, luaserve returns the HTML " +
@@ -131,17 +100,6 @@ var compatKnownDifferences = map[string]string{
 	"error GET /compat/error/after-output": "a Lua error after ngx.say: nginx has committed the response and " +
 		"drops the connection (the client gets no complete response), luaserve answers a complete 200 with " +
 		"the partial body, which a client cannot tell from success (engine/handler.go:410 finish)",
-	"exit GET /compat/exit/204": "ngx.exit(204) without output has no Content-Type under nginx; luaserve sends the " +
-		"default_type (engine/handler.go:234 sets it before the phases run)",
-	"exit GET /compat/exit/418": "ngx.exit(418): nginx has no special page for 418 and sends an empty body without " +
-		"Content-Type; luaserve generates an HTML page (engine/static.go:129 writeSpecialResponse should only " +
-		"cover the codes nginx has pages for)",
-	"redirect GET /compat/redirect/return-302": "`return 302 /path;` gets an absolute Location " +
-		"(http://host:port/path, absolute_redirect on) from nginx, a relative one from luaserve " +
-		"(engine/directives.go:656 applyReturn / the return handler)",
-	"var GET /compat/var/re/user42/photo.jpg": "with no types block nginx still maps html/gif/jpg to text/html, " +
-		"image/gif, image/jpeg (its built-in types), so a .jpg URI gets image/jpeg; luaserve uses default_type " +
-		"(engine/directives.go:437 applyTypes: default types when no types block)",
 }
 
 // compatUnstable names the known differences whose luaserve side varies

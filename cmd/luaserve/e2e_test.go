@@ -288,7 +288,7 @@ func TestCLIReloadUnderLoad(t *testing.T) {
 	stop.Store(true)
 	wg.Wait()
 
-	assert.Zero(t, failures.Load(), "no failed or reset request during reloads")
+	assert.Zero(t, failures.Load(), "no failed or reset request during reloads; error log:\n%s", p.errorLog())
 	var base, during []time.Duration
 	for _, s := range samples {
 		lines := strings.Split(strings.TrimSuffix(s.body, "\n"), "\n")
