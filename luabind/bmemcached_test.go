@@ -2,9 +2,8 @@ package luabind
 
 import (
 	"fmt"
+	"luaserve/internal/mctest"
 	"net"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -51,56 +50,12 @@ func forEachBackend(t *testing.T, fn func(t *testing.T, b bmemBackend)) {
 	})
 }
 
-// memcachedBinary is Debian's memcached, which the tests compare with.
-const memcachedBinary = "/usr/bin/memcached"
-
-// realMemcached starts memcached on a free loopback port (memcached's
-// internal/mctest cannot be imported from here) and stops it with the test;
-// the test is skipped when memcached is not installed.
+// realMemcached starts Debian's memcached on a free loopback port for the
+// test (skipped, saying why, when it is not installed).
 func realMemcached(t testing.TB, extra ...string) bmemBackend {
 	t.Helper()
-	if _, err := os.Stat(memcachedBinary); err != nil {
-		t.Skipf("real memcached not installed at %s (apt-get install memcached): %v", memcachedBinary, err)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0"}
-		if os.Geteuid() == 0 {
-			args = append(args, "-u", "nobody")
-		}
-		cmd := exec.Command(memcachedBinary, append(args, extra...)...)
-		require.NoError(t, cmd.Start())
-		exited := make(chan struct{})
-		go func() { cmd.Wait(); close(exited) }()       //nolint:errcheck // killed on purpose
-		stop := func() { cmd.Process.Kill(); <-exited } //nolint:errcheck
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		lastErr = nil
-		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
-			select {
-			case <-exited:
-				lastErr = fmt.Errorf("memcached on port %d exited early", port)
-			default:
-			}
-			if lastErr != nil {
-				break
-			}
-			if c, err := net.DialTimeout("tcp", addr, 200*time.Millisecond); err == nil {
-				c.Close()
-				t.Cleanup(stop)
-				return bmemBackend{name: "memcached", host: "127.0.0.1", port: port}
-			}
-		}
-		stop()
-		if lastErr == nil {
-			lastErr = fmt.Errorf("memcached on port %d not accepting after 5s", port)
-		}
-	}
-	t.Fatalf("memcached did not start: %v", lastErr)
-	return bmemBackend{}
+	p := mctest.Real(t, extra...)
+	return bmemBackend{name: "memcached", host: "127.0.0.1", port: p.Port}
 }
 
 // bmemVM is a VM with the test's memcached pools and log.

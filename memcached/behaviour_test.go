@@ -11,7 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"luaserve/memcached"
-	"luaserve/memcached/internal/mctest"
+	"luaserve/internal/mctest"
 	"luaserve/memcached/server"
 )
 

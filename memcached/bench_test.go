@@ -9,7 +9,7 @@ import (
 	"github.com/bradfitz/gomemcache/memcache"
 
 	"luaserve/memcached"
-	"luaserve/memcached/internal/mctest"
+	"luaserve/internal/mctest"
 )
 
 // setGetter is one Set then one Get of the same key.

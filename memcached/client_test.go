@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"luaserve/memcached"
-	"luaserve/memcached/internal/mctest"
+	"luaserve/internal/mctest"
 )
 
 // TestClientFailover kills one of two real memcached processes mid-test:

@@ -25,7 +25,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"luaserve/memcached"
-	"luaserve/memcached/internal/mctest"
+	"luaserve/internal/mctest"
 	"luaserve/memcached/server"
 )
 

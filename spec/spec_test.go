@@ -40,10 +40,8 @@ package spec
 import (
 	"bytes"
 	"fmt"
+	"luaserve/internal/mctest"
 	"net"
-	"os"
-	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -52,9 +50,6 @@ import (
 
 	"luaserve/engine"
 )
-
-// memcachedBinary is Debian's memcached, which .ci/run installs.
-const memcachedBinary = "/usr/bin/memcached"
 
 // TestLuaSpecs runs every spec twice: against the embedded memcached and
 // against a real one, since differences between the two are bugs.
@@ -99,38 +94,11 @@ func failures(out string) string {
 	return b.String()
 }
 
-// startMemcached starts Debian's memcached on a free loopback port for the
-// test, or skips when it is not installed.
+// startMemcached starts Debian's memcached on a free loopback port for
+// the test and returns its address (skipped when it is not installed).
 func startMemcached(t *testing.T) string {
-	if _, err := os.Stat(memcachedBinary); err != nil {
-		t.Skipf("%s not installed (apt-get install memcached): %v", memcachedBinary, err)
-	}
-	var lastErr error
-	for attempt := 0; attempt < 3; attempt++ {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		args := []string{"-l", "127.0.0.1", "-p", strconv.Itoa(port), "-U", "0", "-m", "64"}
-		if os.Geteuid() == 0 {
-			args = append(args, "-u", "nobody")
-		}
-		cmd := exec.Command(memcachedBinary, args...)
-		cmd.Stderr = os.Stderr
-		require.NoError(t, cmd.Start())
-		exited := make(chan error, 1)
-		go func() { exited <- cmd.Wait() }()
-		t.Cleanup(func() {
-			cmd.Process.Kill() //nolint:errcheck // it may have exited already
-			<-exited
-		})
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		if lastErr = waitListening(addr, exited); lastErr == nil {
-			return addr
-		}
-	}
-	t.Fatalf("memcached did not start: %v", lastErr)
-	return ""
+	t.Helper()
+	return mctest.Real(t).Addr
 }
 
 // waitListening waits up to 5 s for addr to accept a connection.

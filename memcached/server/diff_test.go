@@ -13,7 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"luaserve/memcached"
-	"luaserve/memcached/internal/mctest"
+	"luaserve/internal/mctest"
 )
 
 // The differential suite: every case is a list of raw requests sent over one
