@@ -32,7 +32,10 @@ local native = require "resty.memcached"
 -- tables with sorted keys, strings quoted, trailing nils kept.
 local function dump(v)
   local t = type(v)
-  if t == "string" then return string.format("%q", v) end
+  if t == "string" then
+    -- not %q, which LuaJIT and gopher-lua write differently
+    return '"' .. v:gsub('[%c"\\\128-\255]', function(c) return "\\" .. c:byte() end) .. '"'
+  end
   if t ~= "table" then return tostring(v) end
   local keys = {}
   for k in pairs(v) do keys[#keys + 1] = k end

@@ -10,6 +10,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -151,26 +152,12 @@ func startSynopsis(tb testing.TB, mc string) string {
 	require.NoError(tb, err)
 	port, err := strconv.Atoi(portText)
 	require.NoError(tb, err)
-	listen := freeAddr()
 	conf := "error_log logs/error.log error;\npid logs/luaserve.pid;\n" + embedded +
-		"http {\n\taccess_log off;\n\tlua_package_path \"/usr/share/lua/5.1/?.lua\";\n\tserver {\n\t\tlisten " + listen + ";\n" +
+		"http {\n\taccess_log off;\n\tlua_package_path \"/usr/share/lua/5.1/?.lua\";\n\tserver {\n\t\tlisten {{LISTEN}};\n" +
 		"\t\tlocation = /native { content_by_lua_block {" + fmt.Sprintf(synopsisLua, "resty.memcached", host, port) + "} }\n" +
 		"\t\tlocation = /purelua { content_by_lua_block {" + fmt.Sprintf(synopsisLua, "nginx.memcached", host, port) + "} }\n" +
 		"\t}\n}\n"
-	prefix := tb.TempDir()
-	require.NoError(tb, os.MkdirAll(filepath.Join(prefix, "conf"), 0o755))
-	require.NoError(tb, os.MkdirAll(filepath.Join(prefix, "logs"), 0o755))
-	require.NoError(tb, os.WriteFile(filepath.Join(prefix, "conf", "nginx.conf"), []byte(conf), 0o644))
-	var errlog bytes.Buffer
-	e, err := engine.New(engine.Options{Prefix: prefix, ErrorLog: &lockedWriter{w: &errlog}, NoHotReload: true})
-	require.NoError(tb, err)
-	require.NoError(tb, e.Start())
-	tb.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		defer cancel()
-		e.Shutdown(ctx, false) //nolint:errcheck // the test is over
-	})
-	return e.Addrs()[0]
+	return startEngineConf(tb, conf)
 }
 
 // lockedWriter serialises the engine's log writes into a buffer.
@@ -229,4 +216,139 @@ func BenchmarkSynopsisHTTP(b *testing.B) {
 			}
 		})
 	}
+}
+
+// openrestyHarness runs purelua_memcached_spec.lua's operations with
+// nginx.memcached in both roles and prints each operation's line, under
+// real nginx and under luaserve alike. {{SPEC}} and {{PORT}} are filled in.
+const openrestyHarness = `
+local out, names = {}, {}
+assert = setmetatable({ are = { equal = function(a, b, msg) if msg then out[#out + 1] = b end end } },
+  { __call = function(_, v, ...) if not v then error((...) or "assertion failed", 2) end return v, ... end })
+describe = function(_, fn) fn() end
+it = function(name, fn) names[#names + 1] = name; fn() end
+pending = function(m) ngx.say("PENDING ", m) end
+package.preload["resty.memcached"] = function() return require "nginx.memcached" end
+SPEC_MEMCACHED_HOST = "127.0.0.1"
+SPEC_MEMCACHED_PORT = {{PORT}}
+local chunk = assert(loadfile("{{SPEC}}"))
+setfenv(chunk, getfenv(1))
+chunk()
+for i, l in ipairs(out) do ngx.say(names[i], ": ", l) end
+`
+
+const (
+	nginxBinary    = "/usr/sbin/nginx"
+	nginxLuaModule = "/usr/share/nginx/modules/ngx_http_lua_module.so"
+	nginxNDKModule = "/usr/share/nginx/modules/ndk_http_module.so"
+)
+
+// TestPureLuaMemcachedMatchesOpenResty runs the pure-Lua library through
+// every operation of purelua_memcached_spec.lua under Debian's nginx-extras
+// (lua-nginx-module) and under luaserve, against one real memcached: the
+// outputs must be identical. With the spec's own comparison this closes
+// the loop: resty.memcached = nginx.memcached on luaserve = nginx.memcached
+// on OpenResty.
+func TestPureLuaMemcachedMatchesOpenResty(t *testing.T) {
+	for _, f := range []string{nginxBinary, nginxLuaModule, nginxNDKModule, "/usr/share/lua/5.1/nginx/memcached.lua"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("%s missing (apt-get install nginx-extras lua-nginx-memcached): %v", f, err)
+		}
+	}
+	mc := startMemcached(t)
+	_, mcPort, err := net.SplitHostPort(mc)
+	require.NoError(t, err)
+	spec, err := filepath.Abs("purelua_memcached_spec.lua")
+	require.NoError(t, err)
+	harness := strings.NewReplacer("{{SPEC}}", spec, "{{PORT}}", mcPort).Replace(openrestyHarness)
+
+	dir := t.TempDir()
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "harness.lua"), []byte(harness), 0o644))
+	for _, d := range []string{"conf", "logs", "tmp"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	want := runNginx(t, dir)
+	require.NotEmpty(t, want)
+
+	addr := startEngineConf(t, "error_log logs/error.log error;\npid logs/luaserve.pid;\n"+
+		"http {\n\taccess_log off;\n\tlua_package_path \"/usr/share/lua/5.1/?.lua\";\n\tserver {\n\t\tlisten {{LISTEN}};\n"+
+		"\t\tlocation = /t { content_by_lua_file "+filepath.Join(dir, "harness.lua")+"; }\n\t}\n}\n")
+	got := getBody(t, &fasthttp.Client{}, "http://"+addr+"/t")
+	assert.Equal(t, want, got)
+	assert.Equal(t, strings.Count(want, "\n"), 53, "every operation ran")
+}
+
+// runNginx serves dir/harness.lua with nginx on a free port, fetches its
+// output once and stops nginx.
+func runNginx(t *testing.T, dir string) string {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	listen := l.Addr().String()
+	l.Close()
+	tmp := filepath.Join(dir, "tmp")
+	conf := fmt.Sprintf(`load_module %s;
+load_module %s;
+daemon off;
+master_process off;
+error_log %s error;
+pid %s;
+events { worker_connections 64; }
+http {
+	access_log off;
+	client_body_temp_path %s/body;
+	proxy_temp_path %s/proxy;
+	fastcgi_temp_path %s/fastcgi;
+	uwsgi_temp_path %s/uwsgi;
+	scgi_temp_path %s/scgi;
+	lua_package_path "/usr/share/lua/5.1/?.lua;;";
+	server {
+		listen %s;
+		location = /t { content_by_lua_file %s; }
+	}
+}
+`, nginxNDKModule, nginxLuaModule, filepath.Join(dir, "logs", "error.log"), filepath.Join(dir, "logs", "nginx.pid"),
+		tmp, tmp, tmp, tmp, tmp, listen, filepath.Join(dir, "harness.lua"))
+	confFile := filepath.Join(dir, "conf", "nginx.conf")
+	require.NoError(t, os.WriteFile(confFile, []byte(conf), 0o644))
+	cmd := exec.Command(nginxBinary, "-p", dir, "-c", confFile, "-e", filepath.Join(dir, "logs", "error.log"))
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	require.NoError(t, cmd.Start())
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		cmd.Process.Kill() //nolint:errcheck // it may have exited already
+		<-exited
+	}()
+	if err := waitListening(listen, exited); err != nil {
+		log, _ := os.ReadFile(filepath.Join(dir, "logs", "error.log"))
+		t.Fatalf("nginx did not start: %v\n%s\n%s", err, stderr.String(), log)
+	}
+	body := getBody(t, &fasthttp.Client{}, "http://"+listen+"/t")
+	return body
+}
+
+// startEngineConf starts luaserve on conf ({{LISTEN}} becomes a free
+// address) in a temporary prefix.
+func startEngineConf(tb testing.TB, conf string) string {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(tb, err)
+	listen := l.Addr().String()
+	l.Close()
+	prefix := tb.TempDir()
+	require.NoError(tb, os.MkdirAll(filepath.Join(prefix, "conf"), 0o755))
+	require.NoError(tb, os.MkdirAll(filepath.Join(prefix, "logs"), 0o755))
+	conf = strings.ReplaceAll(conf, "{{LISTEN}}", listen)
+	require.NoError(tb, os.WriteFile(filepath.Join(prefix, "conf", "nginx.conf"), []byte(conf), 0o644))
+	var errlog bytes.Buffer
+	e, err := engine.New(engine.Options{Prefix: prefix, ErrorLog: &lockedWriter{w: &errlog}, NoHotReload: true})
+	require.NoError(tb, err)
+	require.NoError(tb, e.Start())
+	tb.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		e.Shutdown(ctx, false) //nolint:errcheck // the test is over
+	})
+	return e.Addrs()[0]
 }
