@@ -374,20 +374,7 @@ func (vm *VM) ngxExec(L *lua.LState) int {
 	r := vm.request(L)
 	vm.disabledIn(L, r, PhaseLog, PhaseSet, PhaseTimer)
 	uri := L.CheckString(1)
-	args := ""
-	switch a := L.Get(2).(type) {
-	case lua.LString:
-		args = string(a)
-	case *lua.LTable:
-		L.Push(vm.ngx.RawGetString("encode_args"))
-		L.Push(a)
-		L.Call(1, 1)
-		args = L.ToString(-1)
-		L.Pop(1)
-	case *lua.LNilType:
-	default:
-		argError(L, 2, "exec", "string or table expected")
-	}
+	args := vm.argsString(L, L.Get(2), 2, "exec")
 	if i := strings.IndexByte(uri, '?'); i >= 0 {
 		if args == "" {
 			args = uri[i+1:]
@@ -745,4 +732,25 @@ func (vm *VM) openNgxMisc(ngx *lua.LTable) {
 // in quotes (gopher-lua's ArgError does not).
 func argError(L *lua.LState, n int, fname, msg string) {
 	L.RaiseError("bad argument #%d to '%s' (%s)", n, fname, msg)
+}
+
+// argsString takes a query given as a string or as a table (encoded as
+// ngx.encode_args does), as ngx.exec, ngx.req.set_uri_args and capture's
+// args option accept; nil is "".
+func (vm *VM) argsString(L *lua.LState, v lua.LValue, argn int, fname string) string {
+	switch a := v.(type) {
+	case lua.LString:
+		return string(a)
+	case *lua.LTable:
+		L.Push(vm.ngx.RawGetString("encode_args"))
+		L.Push(a)
+		L.Call(1, 1)
+		args := L.ToString(-1)
+		L.Pop(1)
+		return args
+	case *lua.LNilType:
+		return ""
+	}
+	argError(L, argn, fname, "string or table expected")
+	return ""
 }

@@ -7,8 +7,6 @@ import (
 	"encoding/base64"
 	"encoding/hex"
 	"hash/crc32"
-	"math"
-	"strconv"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -112,8 +110,10 @@ func UnescapeURI(dst, s []byte) []byte {
 
 // ngxCoerceString mirrors resty.core's argument handling for the string
 // helpers: nil and false become "", anything else goes through tostring.
-func ngxCoerceString(L *lua.LState, n int) string {
-	v := L.Get(n)
+func ngxCoerceString(L *lua.LState, n int) string { return coerceString(L, L.Get(n)) }
+
+// coerceString is ngxCoerceString for a value.
+func coerceString(L *lua.LState, v lua.LValue) string {
 	switch lv := v.(type) {
 	case lua.LString:
 		return string(lv)
@@ -130,21 +130,8 @@ func ngxCoerceString(L *lua.LState, n int) string {
 	return L.ToStringMeta(v).String()
 }
 
-// ngxFormatNumber renders a number the way LuaJIT's tostring does ("%.14g").
-func ngxFormatNumber(f float64) string {
-	switch {
-	case math.IsNaN(f):
-		return "nan"
-	case math.IsInf(f, 1):
-		return "inf"
-	case math.IsInf(f, -1):
-		return "-inf"
-	}
-	if f == math.Trunc(f) && math.Abs(f) < 1e14 {
-		return strconv.FormatInt(int64(f), 10)
-	}
-	return strconv.FormatFloat(f, 'g', 14, 64)
-}
+// ngxFormatNumber renders a number the way LuaJIT's tostring does.
+func ngxFormatNumber(f float64) string { return string(AppendLuaNumber(nil, f)) }
 
 // registerNgxEncoding installs ngx.escape_uri, unescape_uri, encode_args,
 // decode_args, encode_base64, decode_base64, md5, md5_bin, sha1_bin,

@@ -103,14 +103,8 @@ func (vm *VM) subRequest(L *lua.LState, r *Request, uri string, optsV lua.LValue
 		sub.Method = name
 	}
 	switch a := opts.RawGetString("args").(type) {
-	case lua.LString:
-		sub.Args = string(a)
-	case *lua.LTable:
-		L.Push(vm.ngx.RawGetString("encode_args"))
-		L.Push(a)
-		L.Call(1, 1)
-		sub.Args = L.ToString(-1)
-		L.Pop(1)
+	case lua.LString, *lua.LTable:
+		sub.Args = vm.argsString(L, a, argn, "capture")
 	case *lua.LNilType:
 	default:
 		L.RaiseError("Bad args option value")

@@ -249,20 +249,10 @@ func (vm *VM) decodeArgsInto(L *lua.LState, raw []byte, max int) int {
 
 func (vm *VM) reqSetURIArgs(L *lua.LState) int {
 	r := vm.request(L)
-	var args string
-	switch a := L.Get(1).(type) {
-	case lua.LString:
-		args = string(a)
-	case *lua.LTable:
-		L.Push(vm.ngx.RawGetString("encode_args"))
-		L.Push(a)
-		L.Call(1, 1)
-		args = L.ToString(-1)
-		L.Pop(1)
-	default:
+	if L.Get(1) == lua.LNil {
 		argError(L, 1, "set_uri_args", "string or table expected")
 	}
-	r.Ctx.URI().SetQueryString(args)
+	r.Ctx.URI().SetQueryString(vm.argsString(L, L.Get(1), 1, "set_uri_args"))
 	return 0
 }
 

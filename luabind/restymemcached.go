@@ -390,7 +390,7 @@ func rmcUnexpectedLine(err error) (string, bool) {
 // appendKey appends key escaped by the object's key_transform.
 func (o *rmc) appendKey(L *lua.LState, dst []byte, key lua.LValue) []byte {
 	if o.escape == nil {
-		return rmcAppendEscaped(dst, rmcCoerce(L, key))
+		return rmcAppendEscaped(dst, coerceString(L, key))
 	}
 	L.Push(o.escape)
 	L.Push(key)
@@ -411,25 +411,6 @@ func (o *rmc) unescapeKey(L *lua.LState, key []byte) lua.LValue {
 	v := L.Get(-1)
 	L.Pop(1)
 	return v
-}
-
-// rmcCoerce is ngx.escape_uri's argument handling (resty.core): nil and
-// false are "", anything else goes through tostring.
-func rmcCoerce(L *lua.LState, v lua.LValue) string {
-	switch lv := v.(type) {
-	case lua.LString:
-		return string(lv)
-	case *lua.LNilType:
-		return ""
-	case lua.LBool:
-		if !bool(lv) {
-			return ""
-		}
-		return "true"
-	case lua.LNumber:
-		return ngxFormatNumber(float64(lv))
-	}
-	return L.ToStringMeta(v).String()
 }
 
 // rmcAppendEscaped is EscapeURI(dst, s, EscapeTypeURIComponent) on a string,
