@@ -13,6 +13,9 @@
 #   CONC ["256 1024"]  extra wrk -c levels for the seed route ("" skips them)
 #   WARMUP [2s]        one unmeasured run per server and route first ("" skips)
 #   SERVERS ["luaserve openresty ceiling"], ROUTES ["hello seed read json"]
+#   SEED_POOL [1]      also run the ceiling's /test_b1_pool (the seed route over a
+#                      connection checked out per request, as resty.bmemcached
+#                      does) at -c CONNS: row "ceiling-pool"; 0 skips it
 #   READ_MODULE [rmc]  luaserve's read route: rmc (resty.memcached) or bmem
 #                      (resty.bmemcached)
 #   PROFILE            file: luaserve writes a CPU profile of its whole run there
@@ -33,6 +36,7 @@ WARMUP=${WARMUP-2s}
 SERVERS=${SERVERS:-luaserve openresty ceiling}
 ROUTES=${ROUTES:-hello seed read json}
 READ_MODULE=${READ_MODULE:-rmc}
+SEED_POOL=${SEED_POOL:-1}
 PROFILE=${PROFILE:-}
 LUASERVE_ENV=${LUASERVE_ENV:-}
 KEEP=${KEEP:-0}
@@ -182,6 +186,10 @@ check_server() {
 	body=$(curl -fsS --max-time 5 "$url/test_b1?key=bench_check&value=seed7") || die "$s: GET /test_b1 failed"
 	expect "$s" /test_b1 '"value":"seed7"' "$body"
 	[[ $s == openresty ]] || expect "$s" /test_b1 '"status":"No error"' "$body"
+	if [[ $s == ceiling ]]; then
+		body=$(curl -fsS --max-time 5 "$url/test_b1_pool?key=bench_check&value=seed8") || die "$s: GET /test_b1_pool failed"
+		expect "$s" /test_b1_pool '"value":"seed8"' "$body"
+	fi
 	local reads=(/read)
 	# Both of luaserve's read variants, whichever READ_MODULE loads.
 	[[ $s == luaserve ]] && reads+=(/read_rmc /read_bmem)
@@ -234,20 +242,24 @@ sample_rss() { # pid file: write the running peak to file until killed
 RESULTS=$TMP/results.tsv
 : >"$RESULTS"
 path_of() { case $1 in hello) echo /hello ;; seed) echo /test_b1 ;; read) echo /read ;; json) echo /json ;; esac; }
+# ceiling-pool is a second set of routes on the ceiling's process.
+proc_of() { [[ $1 == ceiling-pool ]] && echo ceiling || echo "$1"; }
 
 run_wrk() { # server route conns round duration → appends one result line (round "warmup" is not kept)
-	local s=$1 route=$2 c=$3 round=$4 d=$5 out rssf line
+	local s=$1 route=$2 c=$3 round=$4 d=$5 out rssf line p seedpath=/test_b1
+	p=$(proc_of "$s")
+	[[ $s == ceiling-pool ]] && seedpath=/test_b1_pool
 	out=$TMP/wrk.$s.$route.c$c.${round%%/*}.txt
 	rssf=$TMP/rss.$s.$route.c$c.${round%%/*}
 	echo 0 >"$rssf"
-	sample_rss "${PID[$s]}" "$rssf" &
+	sample_rss "${PID[$p]}" "$rssf" &
 	SAMPLER=$!
-	BENCH_MODE=$route BENCH_BODY=$BENCH/wrk/body.json \
+	BENCH_MODE=$route BENCH_BODY=$BENCH/wrk/body.json BENCH_SEED_PATH=$seedpath \
 		wrk "-t$THREADS" "-c$c" "-d$d" --latency -s "$BENCH/wrk/bench.lua" \
-		"http://127.0.0.1:${PORT[$s]}$(path_of "$route")" >"$out" 2>&1 || true
+		"http://127.0.0.1:${PORT[$p]}$(path_of "$route")" >"$out" 2>&1 || true
 	stop_pid "$SAMPLER" TERM
 	SAMPLER=
-	kill -0 "${PID[$s]}" 2>/dev/null || die "$s died during $route c$c (see $TMP/$s.out)"
+	kill -0 "${PID[$p]}" 2>/dev/null || die "$p died during $route c$c (see $TMP/$p.out)"
 	line=$(grep '^WRKRESULT' "$out" || true)
 	[[ -n $line ]] || die "wrk gave no result for $s $route c$c: $(tail -5 "$out")"
 	# WRKRESULT requests= duration_us= rps= p50_us= p99_us= connect= read= write= timeout= status=
@@ -268,11 +280,13 @@ START=$(date -u +%s)
 LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 log "bench: $ROUNDS round(s) of wrk -t$THREADS -c$CONNS -d$DURATION per route and server; servers: $SERVERS"
 for route in $ROUTES; do
+	servers=$SERVERS
+	[[ $route == seed && $SEED_POOL == 1 && " $SERVERS " == *" ceiling "* ]] && servers+=" ceiling-pool"
 	if [[ -n $WARMUP ]]; then
-		for s in $SERVERS; do run_wrk "$s" "$route" "$CONNS" warmup "$WARMUP"; done
+		for s in $servers; do run_wrk "$s" "$route" "$CONNS" warmup "$WARMUP"; done
 	fi
 	for ((r = 1; r <= ROUNDS; r++)); do
-		for s in $SERVERS; do run_wrk "$s" "$route" "$CONNS" "$r/$ROUNDS" "$DURATION"; done
+		for s in $servers; do run_wrk "$s" "$route" "$CONNS" "$r/$ROUNDS" "$DURATION"; done
 	done
 done
 if [[ " $ROUTES " == *" seed "* ]]; then
@@ -370,7 +384,7 @@ cat <<EOF
 - Command: \`$CMD\` — wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS round(s) alternating the servers${CONC:+; the seed route also at -c ${CONC// /, -c }}
 - The load generator (wrk, $THREADS threads) and memcached run on the same $(nproc) cores as the server under test: every server competes with them equally. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; run time ${ELAPSED}s
 - req/s, p50, p99: median of the rounds (req/s range: the rounds' lowest–highest, a measure of how noisy the machine was); errors: socket errors + HTTP 4xx/5xx (wrk's counts), summed over the rounds; peak RSS: the largest sum of VmRSS over the server's processes (OpenResty: master + workers), sampled every 200 ms
-- Routes: /hello (ngx.say); seed /test_b1 (set + get + cjson.encode; luaserve: resty.bmemcached as in examples/lua/example.lua, OpenResty: lua-resty-memcached with keepalive); /read (get of one of $PRELOAD_KEYS preloaded ${VALUE_SIZE}-byte values; luaserve: $READ_NAME); /json (POST a 1 KB body, cjson.decode, modify, cjson.encode); ceiling: fasthttp + luaserve/memcached, no Lua (its /json uses encoding/json into generic values)
+- Routes: /hello (ngx.say); seed /test_b1 (set + get + cjson.encode; luaserve: resty.bmemcached as in examples/lua/example.lua, OpenResty: lua-resty-memcached with keepalive); /read (get of one of $PRELOAD_KEYS preloaded ${VALUE_SIZE}-byte values; luaserve: $READ_NAME); /json (POST a 1 KB body, cjson.decode, modify, cjson.encode); ceiling: fasthttp + luaserve/memcached's Client (operations of all requests pipelined onto shared connections), no Lua (its /json uses encoding/json into generic values); ceiling-pool: the seed route on the ceiling over a connection checked out of a memcached.Pool per request, one round trip per operation, as resty.bmemcached and lua-resty-memcached do
 
 EOF
 cat "$TMP/table.md"

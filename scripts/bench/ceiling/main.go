@@ -10,6 +10,7 @@
 //
 //	/hello                   "hello\n"
 //	/test_b1?key=K&value=V   set + get, the result encoded like resty.bmemcached's table
+//	/test_b1_pool?key=K&value=V  the same over a connection checked out for the request
 //	/read?k=N                the value of bench_N (404 on a miss)
 //	/json  (POST)            decode the body, count+1, processed=true, encode
 package main
@@ -28,6 +29,7 @@ import (
 	"strings"
 	"sync"
 	"syscall"
+	"time"
 
 	"github.com/valyala/fasthttp"
 
@@ -95,8 +97,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "ceiling: %v\n", err)
 		return 1
 	}
+	h := NewHandler(c, *memc)
+	defer h.Close()
 	srv := &fasthttp.Server{
-		Handler:                      NewHandler(c).Serve,
+		Handler:                      h.Serve,
 		Name:                         "ceiling",
 		NoDefaultContentType:         true,
 		ReadBufferSize:               8 << 10,
@@ -164,13 +168,21 @@ func Preload(c *memcached.Client, n, size int) error {
 	return nil
 }
 
-// Handler serves the bench routes over one memcached client.
+// Handler serves the bench routes over one memcached client, and the
+// /test_b1_pool variant over a pool of connections to its first server.
 type Handler struct {
-	c *memcached.Client
+	c    *memcached.Client
+	pool *memcached.Pool
 }
 
-// NewHandler returns a Handler using c, which it does not close.
-func NewHandler(c *memcached.Client) *Handler { return &Handler{c: c} }
+// NewHandler returns a Handler using c, which it does not close, and a pool
+// to addr, which Close closes.
+func NewHandler(c *memcached.Client, addr string) *Handler {
+	return &Handler{c: c, pool: memcached.NewPool(addr, nil)}
+}
+
+// Close closes the pool's connections.
+func (h *Handler) Close() error { return h.pool.Close() }
 
 var (
 	hello         = []byte("hello\n")
@@ -187,6 +199,8 @@ func (h *Handler) Serve(ctx *fasthttp.RequestCtx) {
 		ctx.Response.SetBodyRaw(hello)
 	case "/test_b1":
 		h.testB1(ctx)
+	case "/test_b1_pool":
+		h.testB1Pool(ctx)
 	case "/read":
 		h.read(ctx)
 	case "/json":
@@ -227,6 +241,61 @@ func (h *Handler) testB1(ctx *fasthttp.RequestCtx) {
 // scratch holds the seed route's encode buffers: SetBody copies, so one
 // buffer per concurrently running handler is enough.
 var scratch = sync.Pool{New: func() any { b := make([]byte, 0, 512); return &b }}
+
+// Keepalive settings of /test_b1_pool, as set_keepalive(10000, 100).
+const (
+	poolIdle = 10 * time.Second
+	poolSize = 100
+)
+
+// testB1Pool is the seed route driven the way a resty.bmemcached session (or
+// lua-resty-memcached) drives memcached: a connection of its own for the
+// request, one round trip per operation, back to the pool at the end. Its
+// distance to /test_b1 (operations of all requests pipelined onto shared
+// connections) is what that I/O pattern costs, apart from any Lua.
+func (h *Handler) testB1Pool(ctx *fasthttp.RequestCtx) {
+	args := ctx.QueryArgs()
+	key, value := args.Peek("key"), args.Peek("value")
+	if key == nil || value == nil {
+		fail(ctx, fasthttp.StatusBadRequest, errMissingArg)
+		return
+	}
+	k := string(key)
+	// memcached answers a bad key and then hangs up, so it never leaves here.
+	if err := memcached.CheckKey(k, false); err != nil {
+		fail(ctx, fasthttp.StatusInternalServerError, err)
+		return
+	}
+	conn, err := h.pool.Get(ctx)
+	if err != nil {
+		fail(ctx, fasthttp.StatusInternalServerError, err)
+		return
+	}
+	var ex [8]byte
+	var resp memcached.Response
+	err = conn.RoundTrip(&memcached.Request{Opcode: memcached.OpSet, Key: k, Extras: memcached.AppendStoreExtras(ex[:0], 0, 0), Value: value}, &resp)
+	if err == nil {
+		err = resp.Err()
+	}
+	if err == nil {
+		err = conn.RoundTrip(&memcached.Request{Opcode: memcached.OpGet, Key: k}, &resp)
+	}
+	if err == nil {
+		err = resp.Err()
+	}
+	if err != nil {
+		h.pool.Put(conn, poolIdle, poolSize) // Put closes a broken connection
+		fail(ctx, fasthttp.StatusInternalServerError, err)
+		return
+	}
+	ctx.Response.Header.SetContentTypeBytes(typeText)
+	bp := scratch.Get().(*[]byte)
+	// resp.Value aliases the connection's buffer: encode before Put.
+	*bp = AppendSeedJSON((*bp)[:0], &memcached.Item{Value: resp.Value, CAS: resp.CAS})
+	h.pool.Put(conn, poolIdle, poolSize)
+	ctx.Response.SetBody(*bp)
+	scratch.Put(bp)
+}
 
 // AppendSeedJSON appends the JSON resty.bmemcached's get result encodes to
 // (header first, CAS as its 8 big-endian bytes) and a newline, as ngx.say

@@ -71,12 +71,35 @@ func startMemcached(t *testing.T) string {
 
 // serve runs the ceiling handler on an in-memory listener and returns a
 // client for it.
-func serve(t *testing.T, c *memcached.Client) *fasthttp.Client {
+func serve(t *testing.T, c *memcached.Client, addr string) *fasthttp.Client {
 	ln := fasthttputil.NewInmemoryListener()
-	srv := &fasthttp.Server{Handler: NewHandler(c).Serve, NoDefaultContentType: true}
+	h := NewHandler(c, addr)
+	t.Cleanup(func() { h.Close() })
+	srv := &fasthttp.Server{Handler: h.Serve, NoDefaultContentType: true}
 	go srv.Serve(ln)                     //nolint:errcheck // ends with Shutdown
 	t.Cleanup(func() { srv.Shutdown() }) //nolint:errcheck // test teardown
 	return &fasthttp.Client{Dial: func(string) (net.Conn, error) { return ln.Dial() }}
+}
+
+// checkSeed checks a seed route's answer is resty.bmemcached's result for a
+// stored value.
+func checkSeed(value string) func(t *testing.T, got []byte) {
+	return func(t *testing.T, got []byte) {
+		var r struct {
+			Header struct {
+				CAS        []int  `json:"CAS"`
+				StatusCode int    `json:"status_code"`
+				Status     string `json:"status"`
+			} `json:"header"`
+			Value string `json:"value"`
+		}
+		require.NoError(t, json.Unmarshal(got, &r), "%s", got)
+		assert.Equal(t, value, r.Value)
+		assert.Equal(t, "No error", r.Header.Status)
+		assert.Len(t, r.Header.CAS, 8)
+		assert.NotEqual(t, make([]int, 8), r.Header.CAS, "a stored item has a CAS")
+		assert.Equal(t, byte('\n'), got[len(got)-1])
+	}
 }
 
 func TestRoutes(t *testing.T) {
@@ -93,27 +116,16 @@ func TestRoutes(t *testing.T) {
 		{"hello", "GET", "/hello", nil, 200, func(t *testing.T, got []byte) {
 			assert.Equal(t, "hello\n", string(got))
 		}},
-		{"seed", "GET", "/test_b1?key=a&value=7", nil, 200, func(t *testing.T, got []byte) {
-			var r struct {
-				Header struct {
-					CAS        []int  `json:"CAS"`
-					StatusCode int    `json:"status_code"`
-					Status     string `json:"status"`
-				} `json:"header"`
-				Value string `json:"value"`
-			}
-			require.NoError(t, json.Unmarshal(got, &r), "%s", got)
-			assert.Equal(t, "7", r.Value)
-			assert.Equal(t, "No error", r.Header.Status)
-			assert.Len(t, r.Header.CAS, 8)
-			assert.NotEqual(t, make([]int, 8), r.Header.CAS, "a stored item has a CAS")
-			assert.Equal(t, byte('\n'), got[len(got)-1])
-		}},
+		{"seed", "GET", "/test_b1?key=a&value=7", nil, 200, checkSeed("7")},
+		{"seed over a pooled connection", "GET", "/test_b1_pool?key=p&value=8", nil, 200, checkSeed("8")},
 		{"seed escapes the value", "GET", "/test_b1?key=q&value=%22a%2Fb%5C%0A", nil, 200, func(t *testing.T, got []byte) {
 			assert.Contains(t, string(got), `"value":"\"a\/b\\\n"}`)
 		}},
 		{"seed without value", "GET", "/test_b1?key=a", nil, 400, nil},
 		{"seed with a key over 250 bytes", "GET", "/test_b1?key=" + strings.Repeat("k", 251) + "&value=1", nil, 500, nil},
+		{"pooled seed without value", "GET", "/test_b1_pool?key=a", nil, 400, nil},
+		{"pooled seed with a key over 250 bytes", "GET", "/test_b1_pool?key=" + strings.Repeat("k", 251) + "&value=1", nil, 500, nil},
+		{"pooled seed after an error", "GET", "/test_b1_pool?key=p2&value=9", nil, 200, checkSeed("9")},
 		{"read first", "GET", "/read?k=0", nil, 200, func(t *testing.T, got []byte) {
 			assert.Equal(t, Value(0, size), got)
 		}},
@@ -137,11 +149,12 @@ func TestRoutes(t *testing.T) {
 	}
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
-			c, err := memcached.New(memcached.Config{Servers: []string{b.start(t)}})
+			addr := b.start(t)
+			c, err := memcached.New(memcached.Config{Servers: []string{addr}})
 			require.NoError(t, err)
 			t.Cleanup(func() { c.Close() })
 			require.NoError(t, Preload(c, keys, size))
-			hc := serve(t, c)
+			hc := serve(t, c, addr)
 			for _, tt := range tests {
 				t.Run(tt.name, func(t *testing.T) {
 					req, resp := fasthttp.AcquireRequest(), fasthttp.AcquireResponse()

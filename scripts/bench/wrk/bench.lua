@@ -2,7 +2,9 @@
 -- done() prints one machine-readable WRKRESULT line that scripts/bench.sh
 -- parses (wrk's human summary is printed too, for the log).
 --
---   BENCH_MODE=hello|seed|read|json  BENCH_BODY=path (json)  wrk -s bench.lua URL
+--   BENCH_MODE=hello|seed|read|json  BENCH_BODY=path (json)
+--   BENCH_SEED_PATH=/test_b1 (seed; the ceiling also has /test_b1_pool)
+--   wrk -s bench.lua URL
 --
 -- Requests are built once per thread and replayed round-robin, so the load
 -- generator, which shares the cores with the server, spends no time
@@ -22,6 +24,7 @@ elseif mode == "hello" then
   wrk.path = "/hello"
 elseif mode == "seed" or mode == "read" then
   local reqs, n, i = {}, 0, 0
+  local seed_path = os.getenv("BENCH_SEED_PATH") or "/test_b1"
   local threads = 0
 
   function setup(thread)
@@ -35,7 +38,7 @@ elseif mode == "seed" or mode == "read" then
       -- 1,000 keys per thread: writes spread over many keys, as a real
       -- seed workload would, and threads never race on one key.
       for j = 1, 1000 do
-        reqs[j] = wrk.format("GET", "/test_b1?key=b1_" .. t .. "_" .. j .. "&value=v" .. j)
+        reqs[j] = wrk.format("GET", seed_path .. "?key=b1_" .. t .. "_" .. j .. "&value=v" .. j)
       end
     else
       -- 10,000 random picks among the preloaded keys bench_0 … bench_9999.
