@@ -16,6 +16,7 @@
 package main
 
 import (
+	"context"
 	"encoding/binary"
 	"encoding/json"
 	"errors"
@@ -266,7 +267,9 @@ func (h *Handler) testB1Pool(ctx *fasthttp.RequestCtx) {
 		fail(ctx, fasthttp.StatusInternalServerError, err)
 		return
 	}
-	conn, err := h.pool.Get(ctx)
+	// Not ctx: a RequestCtx as a parent context costs a goroutine per
+	// derived context (it is no cancelCtx), and the dial has its own timeout.
+	conn, err := h.pool.Get(context.Background())
 	if err != nil {
 		fail(ctx, fasthttp.StatusInternalServerError, err)
 		return
