@@ -248,3 +248,31 @@ func TestAPIDisabledInPhases(t *testing.T) {
 	require.Error(t, err)
 	assert.Contains(t, err.Error(), "API disabled in the context of ngx.timer")
 }
+
+// benchChunk runs code as a content handler of a request for uri, b.N times.
+func benchChunk(b *testing.B, uri, code string) {
+	vm, err := NewVM(&Options{})
+	require.NoError(b, err)
+	defer vm.Close()
+	proto := compile(b, "x", code)
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.SetRequestURI(uri)
+	r := &Request{Ctx: ctx, Phase: PhaseContent, Path: ctx.Path()}
+	b.ReportAllocs()
+	for b.Loop() {
+		ctx.Response.ResetBody()
+		vm.Bind(r)
+		if err := vm.Run(proto, time.Second); err != nil {
+			b.Fatal(err)
+		}
+		vm.End()
+	}
+}
+
+func BenchmarkNgxVarArg(b *testing.B) {
+	benchChunk(b, "/test_b1?key=somekey&value=7", `local k, v = ngx.var.arg_key, ngx.var.arg_value`)
+}
+
+func BenchmarkNgxReqGetURIArgs(b *testing.B) {
+	benchChunk(b, "/x?a=1&b=two&c=3&a=4&flag", `local args = ngx.req.get_uri_args()`)
+}
