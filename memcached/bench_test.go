@@ -8,8 +8,8 @@ import (
 
 	"github.com/bradfitz/gomemcache/memcache"
 
-	"luaserve/memcached"
 	"luaserve/internal/mctest"
+	"luaserve/memcached"
 )
 
 // setGetter is one Set then one Get of the same key.

@@ -11,8 +11,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"luaserve/memcached"
 	"luaserve/internal/mctest"
+	"luaserve/memcached"
 )
 
 // TestClientFailover kills one of two real memcached processes mid-test:

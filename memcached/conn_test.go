@@ -24,8 +24,8 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
-	"luaserve/memcached"
 	"luaserve/internal/mctest"
+	"luaserve/memcached"
 	"luaserve/memcached/server"
 )
 

@@ -12,8 +12,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"luaserve/memcached"
 	"luaserve/internal/mctest"
+	"luaserve/memcached"
 )
 
 // The differential suite: every case is a list of raw requests sent over one

@@ -10,8 +10,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"luaserve/memcached"
 	"luaserve/internal/mctest"
+	"luaserve/memcached"
 )
 
 const (
