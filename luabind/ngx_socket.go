@@ -1288,6 +1288,10 @@ func (m *sockModule) tcpSetKeepalive(L *lua.LState) int {
 	// A peer that closed the idle connection is noticed when the pool
 	// hands it out again, as nginx notices it through the idle read event.
 	c.r, c.w = 0, 0
+	if len(c.buf) > 16*sockBufSize {
+		// one huge read must not pin its buffer in the pool
+		c.buf = make([]byte, sockBufSize)
+	}
 	s.c = nil
 	cosocketPools.put(c, idle, size)
 	L.Push(lua.LNumber(1))

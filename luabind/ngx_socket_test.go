@@ -824,3 +824,49 @@ func BenchmarkSocketSynopsis(b *testing.B) {
 		vm.End()
 	}
 }
+
+func TestSocketPoolSharedByConcurrentVMs(t *testing.T) {
+	p := startPeer(t, echoLines)
+	pool := uniquePool(t)
+	proto := compile(t, "x", `
+		local s = ngx.socket.tcp()
+		s:settimeout(2000)
+		assert(s:connect("127.0.0.1", `+strconv.Itoa(p.port())+`, { pool = "`+pool+`", pool_size = 2, backlog = 8 }))
+		assert(s:send("ping\n"))
+		assert(s:receive() == "echo: ping")
+		assert(s:setkeepalive(0))
+	`)
+	const vms, requests = 4, 50
+	var wg sync.WaitGroup
+	errs := make(chan error, vms)
+	for i := 0; i < vms; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			vm, err := NewVM(&Options{})
+			if err != nil {
+				errs <- err
+				return
+			}
+			defer vm.Close()
+			for j := 0; j < requests; j++ {
+				vm.Bind(&Request{Ctx: &fasthttp.RequestCtx{}, Phase: PhaseContent})
+				err := vm.Run(proto, 5*time.Second)
+				vm.End()
+				if err != nil {
+					errs <- err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	assert.LessOrEqual(t, cosocketPools.Idle(pool), 2)
+	// With a backlog, the pool never holds more than pool_size connections
+	// in all, so the peer saw at most two.
+	assert.LessOrEqual(t, p.accepted.Load(), int32(2))
+}
