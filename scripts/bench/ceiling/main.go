@@ -221,13 +221,14 @@ func (h *Handler) testB1(ctx *fasthttp.RequestCtx) {
 		fail(ctx, fasthttp.StatusBadRequest, errMissingArg)
 		return
 	}
+	k := string(key)
 	// Set keeps no reference to the Item's bytes past the call, so the
 	// value may alias the request buffer.
-	if err := h.c.Set(&memcached.Item{Key: string(key), Value: value}); err != nil {
+	if err := h.c.Set(&memcached.Item{Key: k, Value: value}); err != nil {
 		fail(ctx, fasthttp.StatusInternalServerError, err)
 		return
 	}
-	it, err := h.c.Get(string(key))
+	it, err := h.c.Get(k)
 	if err != nil {
 		fail(ctx, fasthttp.StatusInternalServerError, err)
 		return

@@ -273,3 +273,46 @@ func BenchmarkAppendSeedJSON(b *testing.B) {
 		buf = AppendSeedJSON(buf[:0], it)
 	}
 }
+
+// BenchmarkHandler serves each route straight from a RequestCtx (no HTTP
+// sockets) against the embedded memcached, to show what one request of the
+// ceiling allocates.
+func BenchmarkHandler(b *testing.B) {
+	s, err := server.Start(server.Config{Addr: "127.0.0.1:0"})
+	require.NoError(b, err)
+	defer s.Close()
+	addr := s.Addr().String()
+	c, err := memcached.New(memcached.Config{Servers: []string{addr}})
+	require.NoError(b, err)
+	defer c.Close()
+	require.NoError(b, Preload(c, 100, 1024))
+	h := NewHandler(c, addr)
+	defer h.Close()
+	body, err := os.ReadFile("../wrk/body.json")
+	require.NoError(b, err)
+	for _, bm := range []struct {
+		name, method, uri string
+		body              []byte
+	}{
+		{"hello", "GET", "/hello", nil},
+		{"seed", "GET", "/test_b1?key=k1&value=v1", nil},
+		{"seed_pool", "GET", "/test_b1_pool?key=k1&value=v1", nil},
+		{"read", "GET", "/read?k=42", nil},
+		{"json", "POST", "/json", body},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			var ctx fasthttp.RequestCtx
+			ctx.Request.Header.SetMethod(bm.method)
+			ctx.Request.SetRequestURI(bm.uri)
+			ctx.Request.SetBody(bm.body)
+			b.ReportAllocs()
+			for b.Loop() {
+				ctx.Response.Reset()
+				h.Serve(&ctx)
+				if ctx.Response.StatusCode() != 200 {
+					b.Fatalf("%s: %d %s", bm.uri, ctx.Response.StatusCode(), ctx.Response.Body())
+				}
+			}
+		})
+	}
+}
