@@ -238,6 +238,37 @@ sample_rss() { # pid file: write the running peak to file until killed
 	done
 }
 
+# --- noise ------------------------------------------------------------------------------------
+# How much CPU other processes took during a run, in clock ticks: the
+# machine's busy time minus what the server (with its children), memcached
+# and wrk used. Interrupt time counts as busy: this kernel also charges the
+# softirq work of loopback TCP to the process it ran in.
+CPU_TICKS=0 CPU_BUSY=0 CPU_TOTAL=0
+cpu_machine() { # → CPU_BUSY, CPU_TOTAL
+	local _ u n sy i w irq sirq st
+	read -r _ u n sy i w irq sirq st _ </proc/stat
+	CPU_BUSY=$((u + n + sy + irq + sirq + st))
+	CPU_TOTAL=$((CPU_BUSY + i + w))
+}
+cpu_proc() { # pid [with-children] → CPU_TICKS += utime+stime (of live children too)
+	local line f c kids=()
+	read -r line 2>/dev/null </proc/"$1"/stat || return 0
+	read -r -a f <<<"${line##*) }"
+	CPU_TICKS=$((CPU_TICKS + f[11] + f[12]))
+	[[ ${2:-} == with-children ]] || return 0
+	read -r -a kids 2>/dev/null <"/proc/$1/task/$1/children" || true
+	for c in "${kids[@]}"; do cpu_proc "$c"; done
+}
+cpu_ours() { # server-pid → CPU_TICKS: the server's, memcached's and the finished children of this shell (wrk)
+	local line f
+	CPU_TICKS=0
+	cpu_proc "$1" with-children
+	cpu_proc "${PID[memcached]}"
+	read -r line </proc/$$/stat
+	read -r -a f <<<"${line##*) }"
+	CPU_TICKS=$((CPU_TICKS + f[13] + f[14]))
+}
+
 # --- load -------------------------------------------------------------------------------------
 RESULTS=$TMP/results.tsv
 : >"$RESULTS"
@@ -252,6 +283,10 @@ run_wrk() { # server route conns round duration → appends one result line (rou
 	out=$TMP/wrk.$s.$route.c$c.${round%%/*}.txt
 	rssf=$TMP/rss.$s.$route.c$c.${round%%/*}
 	echo 0 >"$rssf"
+	local ours0 busy0 total0 others
+	cpu_ours "${PID[$p]}"
+	cpu_machine
+	ours0=$CPU_TICKS busy0=$CPU_BUSY total0=$CPU_TOTAL
 	sample_rss "${PID[$p]}" "$rssf" &
 	SAMPLER=$!
 	BENCH_MODE=$route BENCH_BODY=$BENCH/wrk/body.json BENCH_SEED_PATH=$seedpath \
@@ -259,19 +294,24 @@ run_wrk() { # server route conns round duration → appends one result line (rou
 		"http://127.0.0.1:${PORT[$p]}$(path_of "$route")" >"$out" 2>&1 || true
 	stop_pid "$SAMPLER" TERM
 	SAMPLER=
+	cpu_ours "${PID[$p]}"
+	cpu_machine
+	# Percent of the machine's CPU (all cores) that other processes used.
+	others=$(((CPU_BUSY - busy0 - (CPU_TICKS - ours0)) * 100 / (CPU_TOTAL - total0 > 0 ? CPU_TOTAL - total0 : 1)))
+	((others < 0)) && others=0
 	kill -0 "${PID[$p]}" 2>/dev/null || die "$p died during $route c$c (see $TMP/$p.out)"
 	line=$(grep '^WRKRESULT' "$out" || true)
 	[[ -n $line ]] || die "wrk gave no result for $s $route c$c: $(tail -5 "$out")"
 	# WRKRESULT requests= duration_us= rps= p50_us= p99_us= connect= read= write= timeout= status=
-	line=$(awk -v s="$s" -v r="$route" -v c="$c" -v n="$round" -v rss="$(cat "$rssf")" '
+	line=$(awk -v s="$s" -v r="$route" -v c="$c" -v n="$round" -v rss="$(cat "$rssf")" -v others="$others" '
 		{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
 		END {
 			err = f["connect"] + f["read"] + f["write"] + f["timeout"] + f["status"]
-			printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\n", r, c, s, n, f["rps"], f["p50_us"], f["p99_us"], err, rss, f["requests"]
+			printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r, c, s, n, f["rps"], f["p50_us"], f["p99_us"], err, rss, f["requests"], others
 		}' <<<"$line")
 	IFS=$'\t' read -r _ _ _ _ rps p50 p99 err rss _ <<<"$line"
-	log "$(printf '  %-6s c%-5s %-9s %-7s %10s req/s  p50 %6.2f ms  p99 %7.2f ms  errors %-6s RSS %6.1f MB' \
-		"$route" "$c" "$s" "$round" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$err" "$(awk "BEGIN{print $rss/1024}")")"
+	log "$(printf '  %-6s c%-5s %-12s %-7s %10s req/s  p50 %6.2f ms  p99 %7.2f ms  errors %-6s RSS %6.1f MB  others\x27 CPU %3s%%' \
+		"$route" "$c" "$s" "$round" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$err" "$(awk "BEGIN{print $rss/1024}")" "$others")"
 	[[ $round == warmup ]] || printf '%s\n' "$line" >>"$RESULTS"
 	sleep 1 # let the closed connections drain before the next server's run
 }
@@ -382,7 +422,7 @@ cat <<EOF
 - Date: $(date -u '+%Y-%m-%d %H:%M UTC'); machine: $(nproc) cores ($(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1)), $(awk '/MemTotal/ {printf "%.1f GB RAM", $2/1048576}' /proc/meminfo)
 - luaserve $COMMIT built with $(go version | cut -d' ' -f3)${LUASERVE_ENV:+, run with $LUASERVE_ENV}; OpenResty: $NGINX_VERSION + lua-nginx-module $LUA_MODULE_VERSION (Debian nginx-extras, LuaJIT), 2 workers; $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $($MEMCACHED -V)
 - Command: \`$CMD\` — wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS round(s) alternating the servers${CONC:+; the seed route also at -c ${CONC// /, -c }}
-- The load generator (wrk, $THREADS threads) and memcached run on the same $(nproc) cores as the server under test: every server competes with them equally. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; run time ${ELAPSED}s
+- The load generator (wrk, $THREADS threads) and memcached run on the same $(nproc) cores as the server under test: every server competes with them equally. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; CPU taken by other processes during the measured runs: $(awk -F'\t' '{ t += $11; if ($11 > m) m = $11 } END { printf "mean %.0f%%, max %d%% of the machine", NR ? t / NR : 0, m }' "$RESULTS"); run time ${ELAPSED}s
 - req/s, p50, p99: median of the rounds (req/s range: the rounds' lowest–highest, a measure of how noisy the machine was); errors: socket errors + HTTP 4xx/5xx (wrk's counts), summed over the rounds; peak RSS: the largest sum of VmRSS over the server's processes (OpenResty: master + workers), sampled every 200 ms
 - Routes: /hello (ngx.say); seed /test_b1 (set + get + cjson.encode; luaserve: resty.bmemcached as in examples/lua/example.lua, OpenResty: lua-resty-memcached with keepalive); /read (get of one of $PRELOAD_KEYS preloaded ${VALUE_SIZE}-byte values; luaserve: $READ_NAME); /json (POST a 1 KB body, cjson.decode, modify, cjson.encode); ceiling: fasthttp + luaserve/memcached's Client (operations of all requests pipelined onto shared connections), no Lua (its /json uses encoding/json into generic values); ceiling-pool: the seed route on the ceiling over a connection checked out of a memcached.Pool per request, one round trip per operation, as resty.bmemcached and lua-resty-memcached do
 
