@@ -215,7 +215,7 @@ RSS_KB=0
 rss_kb() { # pid: RSS_KB = KB of pid + its children
 	local pid=$1 k v _ c kids=()
 	RSS_KB=0
-	read -r -a kids <"/proc/$pid/task/$pid/children" 2>/dev/null || true
+	read -r -a kids 2>/dev/null <"/proc/$pid/task/$pid/children" || true
 	for c in "$pid" "${kids[@]}"; do
 		while read -r k v _; do
 			if [[ $k == VmRSS: ]]; then
