@@ -259,10 +259,13 @@ cpu_proc() { # pid [with-children] → CPU_TICKS += utime+stime (of live childre
 	read -r -a kids 2>/dev/null <"/proc/$1/task/$1/children" || true
 	for c in "${kids[@]}"; do cpu_proc "$c"; done
 }
-cpu_ours() { # server-pid → CPU_TICKS: the server's, memcached's and the finished children of this shell (wrk)
+CLK_TCK=$(getconf CLK_TCK)
+SERVER_TICKS=0
+cpu_ours() { # server-pid → SERVER_TICKS: the server's; CPU_TICKS: with memcached's and the finished children of this shell (wrk)
 	local line f
 	CPU_TICKS=0
 	cpu_proc "$1" with-children
+	SERVER_TICKS=$CPU_TICKS
 	cpu_proc "${PID[memcached]}"
 	read -r line </proc/$$/stat
 	read -r -a f <<<"${line##*) }"
@@ -283,10 +286,10 @@ run_wrk() { # server route conns round duration → appends one result line (rou
 	out=$TMP/wrk.$s.$route.c$c.${round%%/*}.txt
 	rssf=$TMP/rss.$s.$route.c$c.${round%%/*}
 	echo 0 >"$rssf"
-	local ours0 busy0 total0 others
+	local ours0 busy0 total0 server0 others
 	cpu_ours "${PID[$p]}"
 	cpu_machine
-	ours0=$CPU_TICKS busy0=$CPU_BUSY total0=$CPU_TOTAL
+	ours0=$CPU_TICKS busy0=$CPU_BUSY total0=$CPU_TOTAL server0=$SERVER_TICKS
 	sample_rss "${PID[$p]}" "$rssf" &
 	SAMPLER=$!
 	BENCH_MODE=$route BENCH_BODY=$BENCH/wrk/body.json BENCH_SEED_PATH=$seedpath \
@@ -303,15 +306,17 @@ run_wrk() { # server route conns round duration → appends one result line (rou
 	line=$(grep '^WRKRESULT' "$out" || true)
 	[[ -n $line ]] || die "wrk gave no result for $s $route c$c: $(tail -5 "$out")"
 	# WRKRESULT requests= duration_us= rps= p50_us= p99_us= connect= read= write= timeout= status=
-	line=$(awk -v s="$s" -v r="$route" -v c="$c" -v n="$round" -v rss="$(cat "$rssf")" -v others="$others" '
+	line=$(awk -v s="$s" -v r="$route" -v c="$c" -v n="$round" -v rss="$(cat "$rssf")" -v others="$others" \
+		-v cpu_s="$(((SERVER_TICKS - server0)))" -v hz="$CLK_TCK" '
 		{ for (i = 2; i <= NF; i++) { split($i, kv, "="); f[kv[1]] = kv[2] } }
 		END {
 			err = f["connect"] + f["read"] + f["write"] + f["timeout"] + f["status"]
-			printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\n", r, c, s, n, f["rps"], f["p50_us"], f["p99_us"], err, rss, f["requests"], others
+			cpu = f["requests"] > 0 ? cpu_s * 1e6 / hz / f["requests"] : 0
+			printf "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%d\t%s\t%s\t%s\t%.1f\n", r, c, s, n, f["rps"], f["p50_us"], f["p99_us"], err, rss, f["requests"], others, cpu
 		}' <<<"$line")
-	IFS=$'\t' read -r _ _ _ _ rps p50 p99 err rss _ <<<"$line"
-	log "$(printf '  %-6s c%-5s %-12s %-7s %10s req/s  p50 %6.2f ms  p99 %7.2f ms  errors %-6s RSS %6.1f MB  others\x27 CPU %3s%%' \
-		"$route" "$c" "$s" "$round" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$err" "$(awk "BEGIN{print $rss/1024}")" "$others")"
+	IFS=$'\t' read -r _ _ _ _ rps p50 p99 err rss _ _ cpu <<<"$line"
+	log "$(printf '  %-6s c%-5s %-12s %-7s %10s req/s  p50 %6.2f ms  p99 %7.2f ms  errors %-6s RSS %6.1f MB  CPU %5s µs/req  others\x27 CPU %3s%%' \
+		"$route" "$c" "$s" "$round" "$rps" "$(awk "BEGIN{print $p50/1000}")" "$(awk "BEGIN{print $p99/1000}")" "$err" "$(awk "BEGIN{print $rss/1024}")" "$cpu" "$others")"
 	[[ $round == warmup ]] || printf '%s\n' "$line" >>"$RESULTS"
 	sleep 1 # let the closed connections drain before the next server's run
 }
@@ -372,13 +377,13 @@ awk -F'\t' -v conns="$CONNS" -v table="$TMP/table.md" '
 			if (!($1 in nrow)) { routes[++nr] = $1; nrow[$1] = 0 }
 			rows[$1, ++nrow[$1]] = k
 		}
-		rps[k] = rps[k] " " $5; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7
+		rps[k] = rps[k] " " $5; p50[k] = p50[k] " " $6; p99[k] = p99[k] " " $7; cpu[k] = cpu[k] " " $12
 		err[k] += $8; if ($9 + 0 > rss[k]) rss[k] = $9 + 0
 	}
 	END {
 		for (k in seen) { mr[k] = median(rps[k]); m50[k] = median(p50[k]); m99[k] = median(p99[k]) }
-		print "| route | wrk -c | server | req/s | req/s range | p50 | p99 | errors | peak RSS | req/s vs OpenResty |" >table
-		print "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >table
+		print "| route | wrk -c | server | req/s | req/s range | p50 | p99 | errors | peak RSS | server CPU/req | req/s vs OpenResty |" >table
+		print "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" >table
 		for (i = 1; i <= nr; i++) {
 			route = routes[i]
 			# Rows by concurrency, then in the order the servers ran.
@@ -394,7 +399,7 @@ awk -F'\t' -v conns="$CONNS" -v table="$TMP/table.md" '
 					o = g[1] SUBSEP g[2] SUBSEP "openresty"
 					ratio = ((o in mr) && mr[o] > 0) ? sprintf("%.2f×", mr[k] / mr[o]) : "–"
 					name = g[1] == "seed" ? "seed /test_b1" : "/" g[1]
-					printf "| %s | %s | %s | %.0f | %s | %s | %s | %d | %.1f MB | %s |\n", name, g[2], g[3], mr[k], span(rps[k]), ms(m50[k]), ms(m99[k]), err[k], rss[k] / 1024, ratio >table
+					printf "| %s | %s | %s | %.0f | %s | %s | %s | %d | %.1f MB | %.1f µs | %s |\n", name, g[2], g[3], mr[k], span(rps[k]), ms(m50[k]), ms(m99[k]), err[k], rss[k] / 1024, median(cpu[k]), ratio >table
 				}
 			}
 		}
@@ -423,7 +428,7 @@ cat <<EOF
 - luaserve $COMMIT built with $(go version | cut -d' ' -f3)${LUASERVE_ENV:+, run with $LUASERVE_ENV}; OpenResty: $NGINX_VERSION + lua-nginx-module $LUA_MODULE_VERSION (Debian nginx-extras, LuaJIT), 2 workers; $(wrk -v 2>&1 | head -1 | cut -d' ' -f1-2); $($MEMCACHED -V)
 - Command: \`$CMD\` — wrk -t$THREADS -c$CONNS -d$DURATION --latency, $ROUNDS round(s) alternating the servers${CONC:+; the seed route also at -c ${CONC// /, -c }}
 - The load generator (wrk, $THREADS threads) and memcached run on the same $(nproc) cores as the server under test: every server competes with them equally. Load average before/after: $LOAD_BEFORE / $LOAD_AFTER; CPU taken by other processes during the measured runs: $(awk -F'\t' '{ t += $11; if ($11 > m) m = $11 } END { printf "mean %.0f%%, max %d%% of the machine", NR ? t / NR : 0, m }' "$RESULTS"); run time ${ELAPSED}s
-- req/s, p50, p99: median of the rounds (req/s range: the rounds' lowest–highest, a measure of how noisy the machine was); errors: socket errors + HTTP 4xx/5xx (wrk's counts), summed over the rounds; peak RSS: the largest sum of VmRSS over the server's processes (OpenResty: master + workers), sampled every 200 ms
+- req/s, p50, p99: median of the rounds (req/s range: the rounds' lowest–highest, a measure of how noisy the machine was); errors: socket errors + HTTP 4xx/5xx (wrk's counts), summed over the rounds; server CPU/req: user + system CPU time of the server's processes per request (median of the rounds; less sensitive to a noisy machine than req/s); peak RSS: the largest sum of VmRSS over the server's processes (OpenResty: master + workers), sampled every 200 ms
 - Routes: /hello (ngx.say); seed /test_b1 (set + get + cjson.encode; luaserve: resty.bmemcached as in examples/lua/example.lua, OpenResty: lua-resty-memcached with keepalive); /read (get of one of $PRELOAD_KEYS preloaded ${VALUE_SIZE}-byte values; luaserve: $READ_NAME); /json (POST a 1 KB body, cjson.decode, modify, cjson.encode); ceiling: fasthttp + luaserve/memcached's Client (operations of all requests pipelined onto shared connections), no Lua (its /json uses encoding/json into generic values); ceiling-pool: the seed route on the ceiling over a connection checked out of a memcached.Pool per request, one round trip per operation, as resty.bmemcached and lua-resty-memcached do
 
 EOF
