@@ -1199,10 +1199,10 @@ func (m *sockModule) tcpSetTimeouts(L *lua.LState) int {
 func (m *sockModule) tcpSetOption(L *lua.LState) int {
 	s := m.tcpSelf(L, "setoption")
 	if L.Get(2) == lua.LNil {
-		sockRaise(L, `missing the "option" argument`)
+		return pushNilErr(L, `missing the "option" argument`)
 	}
 	if L.Get(3) == lua.LNil {
-		sockRaise(L, `missing the "value" argument`)
+		return pushNilErr(L, `missing the "value" argument`)
 	}
 	opt := lua.LVAsString(L.Get(2))
 	switch opt {
@@ -1261,6 +1261,14 @@ func (m *sockModule) tcpSetKeepalive(L *lua.LState) int {
 		return pushNilErr(L, "closed")
 	}
 	c := s.c
+	// nginx looks at the connection before the arguments.
+	if c.eof || c.readClosed {
+		return pushNilErr(L, "closed")
+	}
+	if c.r < c.w {
+		// The socket stays usable: the caller may read the rest.
+		return pushNilErr(L, "unread data in buffer")
+	}
 	set := m.settings()
 	idle := set.KeepaliveTimeout
 	if n >= 2 && L.Get(2) != lua.LNil {
@@ -1277,13 +1285,6 @@ func (m *sockModule) tcpSetKeepalive(L *lua.LState) int {
 		if size <= 0 {
 			sockRaise(L, `bad "pool_size" option value: %d`, size)
 		}
-	}
-	if c.eof || c.readClosed {
-		return pushNilErr(L, "closed")
-	}
-	if c.r < c.w {
-		// The socket stays usable: the caller may read the rest.
-		return pushNilErr(L, "unread data in buffer")
 	}
 	// A peer that closed the idle connection is noticed when the pool
 	// hands it out again, as nginx notices it through the idle read event.

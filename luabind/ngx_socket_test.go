@@ -678,7 +678,7 @@ func TestSocketSendForms(t *testing.T) {
 		"false bad argument #2 to '?' (string, number, boolean, nil, or array table expected, got userdata)\n"+
 		"false content_by_lua(nginx.conf:1):24: bad argument #1 to 'send' (bad data type userdata found)\n"+
 		"true\ntrue\ntrue\ntrue\ntrue\nnil unsupported option bogus\n"+
-		"false missing the \"value\" argument\nnil closed\n", r.body)
+		"true nil missing the \"value\" argument\nnil closed\n", r.body)
 	select {
 	case data := <-got:
 		assert.Equal(t, "a12.5bc3truenil", data)
