@@ -350,7 +350,13 @@ func sockError(err error, op sockOp, addr, proto string) (msg string, level int,
 // than at the timer's next tick, so the handler cannot go on.
 func (m *sockModule) ioError(err error, op sockOp, addr, proto string) string {
 	msg, level, line := sockError(err, op, addr, proto)
-	m.logErr(level, line)
+	// nginx's core writes these itself, whatever lua_socket_log_errors
+	// says: a connect(2) that fails at once, and UDP send/recv failures.
+	if strings.HasPrefix(line, "connect() to ") || proto == "udp" && (strings.HasPrefix(line, "recv() failed") || strings.HasPrefix(line, "send() failed")) {
+		m.vm.Log(level, line)
+	} else {
+		m.logErr(level, line)
+	}
 	if msg == "timeout" {
 		m.vm.run.expire()
 	}

@@ -325,10 +325,12 @@ func TestSocketTimeouts(t *testing.T) {
 			s:close()
 			show(s:receive(1))
 			show(s:connect("127.0.0.1", 1))
+			show(s:connect("unix:/nonexistent/x.sock"))
 		`, &set, 10*time.Second)
 		require.NoError(t, r.err)
-		assert.Equal(t, "nil timeout \nnil closed\nnil connection refused\n", r.body)
-		assert.Empty(t, r.logged())
+		assert.Equal(t, "nil timeout \nnil closed\nnil connection refused\nnil no such file or directory\n", r.body)
+		// nginx's core still logs a connect(2) that fails at once.
+		assert.Equal(t, "[crit] connect() to unix:/nonexistent/x.sock failed (2: No such file or directory)\n", r.logged())
 	})
 	t.Run("request deadline stops a hung receive", func(t *testing.T) {
 		start := time.Now()
