@@ -267,7 +267,7 @@ func TestPureLuaMemcachedMatchesOpenResty(t *testing.T) {
 	for _, d := range []string{"conf", "logs", "tmp"} {
 		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
 	}
-	want := runNginx(t, dir)
+	want := runNginx(t, dir, "")
 	require.NotEmpty(t, want)
 
 	addr := startEngineConf(t, "error_log logs/error.log error;\npid logs/luaserve.pid;\n"+
@@ -278,9 +278,9 @@ func TestPureLuaMemcachedMatchesOpenResty(t *testing.T) {
 	assert.Equal(t, strings.Count(want, "\n"), 53, "every operation ran")
 }
 
-// runNginx serves dir/harness.lua with nginx on a free port, fetches its
-// output once and stops nginx.
-func runNginx(t *testing.T, dir string) string {
+// runNginx serves dir/harness.lua with nginx on a free port (extra goes
+// into its location), fetches its output once and stops nginx.
+func runNginx(t *testing.T, dir, extra string) string {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	listen := l.Addr().String()
@@ -303,11 +303,11 @@ http {
 	lua_package_path "/usr/share/lua/5.1/?.lua;;";
 	server {
 		listen %s;
-		location = /t { content_by_lua_file %s; }
+		location = /t { %s content_by_lua_file %s; }
 	}
 }
 `, nginxNDKModule, nginxLuaModule, filepath.Join(dir, "logs", "error.log"), filepath.Join(dir, "logs", "nginx.pid"),
-		tmp, tmp, tmp, tmp, tmp, listen, filepath.Join(dir, "harness.lua"))
+		tmp, tmp, tmp, tmp, tmp, listen, extra, filepath.Join(dir, "harness.lua"))
 	confFile := filepath.Join(dir, "conf", "nginx.conf")
 	require.NoError(t, os.WriteFile(confFile, []byte(conf), 0o644))
 	cmd := exec.Command(nginxBinary, "-p", dir, "-c", confFile, "-e", filepath.Join(dir, "logs", "error.log"))
@@ -351,4 +351,61 @@ func startEngineConf(tb testing.TB, conf string) string {
 		e.Shutdown(ctx, false) //nolint:errcheck // the test is over
 	})
 	return e.Addrs()[0]
+}
+
+// bustedStub is just enough of busted for purelua_redis_spec.lua to run
+// under nginx: it prints "ok NAME" or "FAIL NAME: message" per test.
+const bustedStub = `
+local function same(a, b)
+  if type(a) ~= "table" or type(b) ~= "table" then return a == b end
+  for k, v in pairs(a) do if not same(v, b[k]) then return false end end
+  for k in pairs(b) do if a[k] == nil then return false end end
+  return true
+end
+local function check(ok, msg) if not ok then error(msg, 3) end end
+local function show(v) return type(v) == "string" and string.format("%q", v) or tostring(v) end
+assert = setmetatable({
+  are = {
+    equal = function(a, b) check(a == b, "expected " .. show(a) .. ", got " .. show(b)) end,
+    same = function(a, b) check(same(a, b), "tables differ") end,
+  },
+  matches = function(p, s) check(type(s) == "string" and s:match(p), "no match for " .. p .. ": " .. show(s)) end,
+  is_nil = function(v) check(v == nil, "expected nil, got " .. show(v)) end,
+  is_true = function(v, m) check(v == true, m or "expected true") end,
+}, { __call = function(_, v, ...) if not v then error((...) or "assertion failed", 2) end return v, ... end })
+describe = function(_, fn) fn() end
+pending = function(m) ngx.say("PENDING ", m) end
+it = function(name, fn)
+  local ok, err = pcall(fn)
+  if ok then ngx.say("ok ", name) else ngx.say("FAIL ", name, ": ", err) end
+end
+local chunk = assert(loadfile("{{SPEC}}"))
+setfenv(chunk, getfenv(1))
+chunk()
+`
+
+// TestPureLuaRedisSpecUnderOpenResty runs purelua_redis_spec.lua under
+// Debian's nginx-extras with a minimal busted, against a real redis: the
+// results the spec expects are OpenResty's own.
+func TestPureLuaRedisSpecUnderOpenResty(t *testing.T) {
+	for _, f := range []string{nginxBinary, nginxLuaModule, nginxNDKModule, "/usr/share/lua/5.1/nginx/redis.lua"} {
+		if _, err := os.Stat(f); err != nil {
+			t.Skipf("%s missing (apt-get install nginx-extras lua-nginx-redis): %v", f, err)
+		}
+	}
+	redis := startRedis(t)
+	host, port, err := net.SplitHostPort(redis)
+	require.NoError(t, err)
+	spec, err := filepath.Abs("purelua_redis_spec.lua")
+	require.NoError(t, err)
+	dir := t.TempDir()
+	harness := strings.ReplaceAll(bustedStub, "{{SPEC}}", spec)
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "harness.lua"), []byte(harness), 0o644))
+	for _, d := range []string{"conf", "logs", "tmp"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(dir, d), 0o755))
+	}
+	out := runNginx(t, dir, fmt.Sprintf("set $purelua_redis_host %s; set $purelua_redis_port %s;", host, port))
+	assert.NotContains(t, out, "FAIL")
+	assert.NotContains(t, out, "PENDING")
+	assert.Equal(t, 10, strings.Count(out, "ok "), out)
 }
