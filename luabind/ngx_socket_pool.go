@@ -211,3 +211,27 @@ func (ps *socketPools) Idle(key string) int {
 	}
 	return 0
 }
+
+// CloseIdleSockets closes every idle connection of the cosocket keepalive
+// pools and returns how many it closed. The engine calls it when the
+// process shuts down; sockets in use are closed by their requests' end.
+func CloseIdleSockets() int {
+	return cosocketPools.closeIdle()
+}
+
+func (ps *socketPools) closeIdle() int {
+	var idle []*sockConn
+	ps.mu.Lock()
+	for _, p := range ps.pools {
+		for i, ic := range p.idle {
+			idle = append(idle, ic.c)
+			p.idle[i] = idleConn{}
+		}
+		p.idle = p.idle[:0]
+	}
+	ps.mu.Unlock()
+	for _, c := range idle {
+		c.close()
+	}
+	return len(idle)
+}

@@ -872,3 +872,25 @@ func TestSocketPoolSharedByConcurrentVMs(t *testing.T) {
 	// in all, so the peer saw at most two.
 	assert.LessOrEqual(t, p.accepted.Load(), int32(2))
 }
+
+func TestCloseIdleSockets(t *testing.T) {
+	p := startPeer(t, waitEOF)
+	pool := uniquePool(t)
+	r := runSock(t, p.port(), `
+		for i = 1, 3 do
+			local s = ngx.socket.tcp()
+			assert(s:connect("127.0.0.1", PORT, { pool = "`+pool+`" }))
+			s:setkeepalive(0) -- the same connection goes back each time
+		end
+		local a, b = ngx.socket.tcp(), ngx.socket.tcp()
+		assert(a:connect("127.0.0.1", PORT, { pool = "`+pool+`" }))
+		assert(b:connect("127.0.0.1", PORT, { pool = "`+pool+`" }))
+		a:setkeepalive(0)
+		b:setkeepalive(0)
+	`, nil, 5*time.Second)
+	require.NoError(t, r.err)
+	require.Equal(t, 2, cosocketPools.Idle(pool))
+	assert.GreaterOrEqual(t, CloseIdleSockets(), 2)
+	assert.Equal(t, 0, cosocketPools.Idle(pool))
+	require.Eventually(t, func() bool { return p.eofs.Load() == 2 }, 5*time.Second, 10*time.Millisecond)
+}
