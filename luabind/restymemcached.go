@@ -88,6 +88,12 @@ type rmc struct {
 	readers []rmcOp
 
 	buf []byte // command being built (the module's scratch while it is)
+
+	// readShut: the last read failed other than by a timeout (the server
+	// closed or reset the connection). lua-nginx-module then closes only
+	// the reading side, so the next command's send fails with EPIPE; we
+	// closed the connection and answer that send the same way.
+	readShut bool
 }
 
 // rmcOp says how to read a command's reply and what to return.
@@ -313,12 +319,20 @@ func (o *rmc) ioFail(err error, phase rmcPhase) string {
 		o.m.vm.Log(LogErr, logLine)
 	}
 	o.drop()
+	o.readShut = phase == rmcPhaseRead && msg != "timeout"
 	return msg
 }
 
 // send writes and flushes b. ok is false after a failure, with the error
 // string.
 func (o *rmc) send(b []byte) (string, bool) {
+	if o.conn == nil && o.readShut {
+		o.readShut = false
+		if o.socketDefaults().LogErrors {
+			o.m.vm.Log(LogErr, "send() failed (32: Broken pipe)")
+		}
+		return "broken pipe", false
+	}
 	if o.conn == nil {
 		// lua-nginx-module prints its pointers here; there are none to print.
 		if o.socketDefaults().LogErrors {

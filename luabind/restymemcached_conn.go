@@ -112,6 +112,7 @@ func (m *rmcModule) connect(L *lua.LState) int {
 		return ret(L, 1, msg)
 	}
 	o.conn = c
+	o.readShut = false
 	o.applyTimeouts()
 	o.arm()
 	return retOK(L)

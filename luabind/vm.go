@@ -136,7 +136,17 @@ type VM struct {
 // NewVM creates a VM with the standard libraries, the ngx API and the
 // preloaded modules, then runs opts.Setup.
 func NewVM(opts *Options) (*VM, error) {
-	L := lua.NewState(lua.Options{SkipOpenLibs: true})
+	L := lua.NewState(lua.Options{
+		SkipOpenLibs: true,
+		// The data stack grows on demand (gopher-lua's default is fixed
+		// at 5120 slots, so table.concat of a 20,000-element table, as
+		// lua-resty-redis does for a big command, overflowed it), in big
+		// steps (growth copies the stack, and runs in Go code that no
+		// deadline interrupts), up to 4× LuaJIT's 65,500-slot limit.
+		RegistrySize:     4 << 10,
+		RegistryGrowStep: 16 << 10,
+		RegistryMaxSize:  256 << 10,
+	})
 	vm := &VM{L: L, opts: opts, fns: make(map[*lua.FunctionProto]*lua.LFunction)}
 	vm.run.reset()
 	vm.timer = time.AfterFunc(time.Hour, vm.run.expire)
@@ -295,15 +305,26 @@ func (vm *VM) Run(proto *lua.FunctionProto, timeout time.Duration) error {
 }
 
 // Call runs fn (no arguments, no results) like Run.
-func (vm *VM) Call(fn *lua.LFunction, timeout time.Duration) error {
+func (vm *VM) Call(fn *lua.LFunction, timeout time.Duration) (err error) {
 	L := vm.L
+	defer func() {
+		// Last resort: some gopher-lua failures (a registry overflow in
+		// the error path) escape PCall. The server must not go down; the
+		// VM is in an unknown state, so it is discarded.
+		if r := recover(); r != nil {
+			vm.broken = true
+			L.RemoveContext()
+			vm.run.finish()
+			err = &LuaError{Msg: fmt.Sprint(r)}
+		}
+	}()
 	vm.run.start(timeout)
 	if timeout > 0 {
 		vm.timer.Reset(timeout)
 	}
 	L.SetContext(&vm.run)
 	L.Push(fn)
-	err := L.PCall(0, 0, vm.errfunc)
+	err = L.PCall(0, 0, vm.errfunc)
 	L.RemoveContext()
 	if timeout > 0 {
 		vm.timer.Stop()

@@ -276,3 +276,18 @@ func BenchmarkNgxVarArg(b *testing.B) {
 func BenchmarkNgxReqGetURIArgs(b *testing.B) {
 	benchChunk(b, "/x?a=1&b=two&c=3&a=4&flag", `local args = ngx.req.get_uri_args()`)
 }
+
+func TestBigTableConcatAndRegistryLimits(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/", `local t = {} for i = 1, 20000 do t[i] = "x" end ngx.say(#table.concat(t))`, time.Second)
+	require.NoError(t, err)
+	assert.Equal(t, "20000\n", string(ctx.Response.Body()))
+	// Past the registry's limit: an error and a discarded VM, never a crash.
+	vm, err := NewVM(&Options{})
+	require.NoError(t, err)
+	defer vm.Close()
+	vm.Bind(&Request{Ctx: &fasthttp.RequestCtx{}, Phase: PhaseContent})
+	err = vm.Run(compile(t, "x", `local t = {} for i = 1, 300000 do t[i] = "x" end return unpack(t)`), 10*time.Second)
+	vm.End()
+	require.Error(t, err)
+	assert.True(t, vm.Broken() || strings.Contains(err.Error(), "overflow"), err.Error())
+}
