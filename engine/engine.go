@@ -418,6 +418,7 @@ func (e *Engine) Shutdown(ctx context.Context, graceful bool) error {
 		e.embedded.Close()
 	}
 	e.mcPools.Close() //nolint:errcheck // shutting down
+	luabind.CloseIdleSockets()
 	e.accessLogs.closeAll()
 	return e.errlog.Close()
 }
