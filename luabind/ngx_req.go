@@ -233,18 +233,37 @@ func (vm *VM) reqGetPostArgs(L *lua.LState) int {
 }
 
 // decodeArgsInto answers like ngx.decode_args (same decoder), plus the
-// "truncated" flag lua-nginx-module returns past max arguments.
+// "truncated" flag lua-nginx-module returns: empty segments ("&&") do not
+// use up max, but they count towards "truncated".
 func (vm *VM) decodeArgsInto(L *lua.LState, raw []byte, max int) int {
 	fn := vm.ngx.RawGetString("decode_args")
 	L.Push(fn)
-	L.Push(lua.LString(raw))
+	L.Push(lua.LString(dropEmptyArgs(raw)))
 	L.Push(lua.LNumber(max))
 	L.Call(2, 1)
-	if max > 0 && countArgs(raw) > max {
+	if max > 0 && len(raw) > 0 && bytes.Count(raw, []byte("&"))+1 > max {
 		L.Push(lua.LString("truncated"))
 		return 2
 	}
 	return 1
+}
+
+// dropEmptyArgs removes the empty segments of a query ("&&a=1&" → "a=1").
+func dropEmptyArgs(raw []byte) []byte {
+	if !bytes.Contains(raw, []byte("&&")) && (len(raw) == 0 || raw[0] != '&' && raw[len(raw)-1] != '&') {
+		return raw
+	}
+	out := make([]byte, 0, len(raw))
+	for _, seg := range bytes.Split(raw, []byte("&")) {
+		if len(seg) == 0 {
+			continue
+		}
+		if len(out) > 0 {
+			out = append(out, '&')
+		}
+		out = append(out, seg...)
+	}
+	return out
 }
 
 func (vm *VM) reqSetURIArgs(L *lua.LState) int {
@@ -273,16 +292,4 @@ func (vm *VM) reqSetURI(L *lua.LState) int {
 	r.Path = append(r.Path[:0:0], uri...)
 	r.Ctx.URI().SetPath(uri)
 	return 0
-}
-
-// countArgs counts the non-empty "&"-separated segments, as nginx's
-// argument parser does when it applies max.
-func countArgs(raw []byte) int {
-	n := 0
-	for _, seg := range bytes.Split(raw, []byte("&")) {
-		if len(seg) > 0 {
-			n++
-		}
-	}
-	return n
 }

@@ -77,9 +77,6 @@ var compatKnownDifferences = map[string]string{
 		"by OpenResty but raises in luaserve (luabind/ngx.go:610 CheckString)",
 	"redirect GET /compat/redirect/bad-code": "ngx.redirect's bad-status error carries no position under OpenResty; " +
 		"luaserve's L.RaiseError prefixes \"content_by_lua(nginx.conf:N):L:\" (luabind/ngx.go:357)",
-	"req GET /compat/req/uri-args?&&a=1&&": "get_uri_args(2) on \"&&a=1&&\": OpenResty does not count empty " +
-		"segments towards max and returns {a=1} + \"truncated\"; luaserve counts them and returns {} " +
-		"(luabind/ngx_req.go:237 decodeArgsInto)",
 	"req GET /compat/req/headers": "request headers: nginx drops a header whose name has an underscore " +
 		"(X_Under: underscores_in_headers off), luaserve keeps it; get_headers(3) counts headers in wire order " +
 		"(Host, Connection, X-One) under OpenResty, luaserve skips Connection; get_headers(0, true) keeps " +
