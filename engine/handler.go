@@ -86,13 +86,14 @@ func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer g.release()
-	luabind.UpdateClock()
-	e.run(g, g.router.Server(listenAddr, ctx.Host()), ctx, false, nil)
+	now := time.Now()
+	luabind.SetClock(now)
+	e.run(g, g.router.Server(listenAddr, ctx.Host()), ctx, false, nil, now)
 }
 
 // run serves ctx on srv: a request from a listener, or a subrequest (sub)
 // starting with the variables vars.
-func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, sub bool, vars [][]byte) {
+func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, sub bool, vars [][]byte, start time.Time) {
 	rs := reqPool.Get().(*reqState)
 	rs.g = g
 	rs.srv = srv
@@ -100,7 +101,7 @@ func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, sub b
 	r := &rs.lr
 	r.Ctx = ctx
 	r.Host = rs
-	r.Start = time.Now()
+	r.Start = start
 	r.Internal = sub
 	// Header names go out as Lua writes them (x-lower stays x-lower), as
 	// nginx sends them.
@@ -179,7 +180,7 @@ func (rs *reqState) subrequest(sr luabind.SubRequest) luabind.SubResponse {
 		}
 		vars[i] = []byte(v)
 	}
-	rs.g.engine.run(rs.g, rs.srv, &ctx, true, vars)
+	rs.g.engine.run(rs.g, rs.srv, &ctx, true, vars, time.Now())
 	res := luabind.SubResponse{Status: ctx.Response.StatusCode(), Body: append([]byte(nil), ctx.Response.Body()...)}
 	ctx.Response.Header.VisitAll(func(k, v []byte) {
 		res.Header = append(res.Header, [2]string{string(k), string(v)})

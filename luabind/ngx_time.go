@@ -36,8 +36,11 @@ func (c *CachedClock) Now() time.Time {
 }
 
 // Update re-reads the system clock.
-func (c *CachedClock) Update() {
-	c.nanos.Store(time.Now().Truncate(time.Millisecond).UnixNano())
+func (c *CachedClock) Update() { c.Set(time.Now()) }
+
+// Set sets the cached time to now.
+func (c *CachedClock) Set(now time.Time) {
+	c.nanos.Store(now.Truncate(time.Millisecond).UnixNano())
 }
 
 // registerNgxTime installs ngx.now, time, today, localtime, utctime,

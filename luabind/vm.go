@@ -81,6 +81,10 @@ var defaultClock = NewCachedClock()
 // starts, as nginx updates its time once per event-loop turn.
 func UpdateClock() { defaultClock.Update() }
 
+// SetClock sets the default clock to now, which the caller just read (the
+// engine reads the time once per request).
+func SetClock(now time.Time) { defaultClock.Set(now) }
+
 // MemcachedPools returns the pools the memcached modules share.
 func (vm *VM) MemcachedPools() *memcached.Pools {
 	if vm.opts.Pools == nil {
@@ -232,7 +236,10 @@ func (vm *VM) Close() {
 	vm.Lock()
 	defer vm.Unlock()
 	vm.closeTimers()
+	vm.run.mu.Lock()
 	vm.timer.Stop()
+	vm.run.armed = false
+	vm.run.mu.Unlock()
 	vm.L.Close()
 }
 
@@ -314,22 +321,16 @@ func (vm *VM) Call(fn *lua.LFunction, timeout time.Duration) (err error) {
 		if r := recover(); r != nil {
 			vm.broken = true
 			L.RemoveContext()
-			vm.run.finish()
+			vm.run.finish(true)
 			err = &LuaError{Msg: fmt.Sprint(r)}
 		}
 	}()
-	vm.run.start(timeout)
-	if timeout > 0 {
-		vm.timer.Reset(timeout)
-	}
+	vm.run.start(timeout, vm.timer)
 	L.SetContext(&vm.run)
 	L.Push(fn)
 	err = L.PCall(0, 0, vm.errfunc)
 	L.RemoveContext()
-	if timeout > 0 {
-		vm.timer.Stop()
-	}
-	cause := vm.run.finish()
+	cause := vm.run.finish(err != nil)
 	L.SetTop(0)
 	if err == nil {
 		return nil
@@ -447,7 +448,11 @@ func (vm *VM) Exit(code int) {
 
 // runContext is the VM's context.Context for one run. gopher-lua polls Done
 // before every instruction, so the channel is only replaced after it was
-// closed, and a deadline costs a timer Reset rather than an allocation.
+// closed. The deadline timer stays armed across runs: it is reset only when
+// a run needs it earlier than it will fire, and when it fires before the
+// current run's deadline it re-arms itself for the rest — so a VM serving
+// requests with the same lua_request_timeout resets its timer about once per
+// timeout, not once per run.
 type runContext struct {
 	mu       sync.Mutex
 	done     chan struct{}
@@ -455,6 +460,9 @@ type runContext struct {
 	err      error
 	deadline time.Time
 	running  bool
+	timer    *time.Timer
+	armed    bool
+	fireAt   time.Time
 }
 
 func (c *runContext) reset() {
@@ -463,7 +471,7 @@ func (c *runContext) reset() {
 	c.err = nil
 }
 
-func (c *runContext) start(timeout time.Duration) {
+func (c *runContext) start(timeout time.Duration, timer *time.Timer) {
 	c.mu.Lock()
 	if c.closed {
 		c.reset()
@@ -471,19 +479,24 @@ func (c *runContext) start(timeout time.Duration) {
 	c.running = true
 	c.deadline = time.Time{}
 	if timeout > 0 {
+		c.timer = timer
 		c.deadline = time.Now().Add(timeout)
+		if !c.armed || c.deadline.Before(c.fireAt) {
+			c.armed, c.fireAt = true, c.deadline
+			timer.Reset(timeout)
+		}
 	}
 	c.mu.Unlock()
 }
 
 // finish ends a run and returns why it was cancelled, if it was. A run that
-// ended after its deadline timed out even if the timer had not fired yet:
+// failed after its deadline timed out even if the timer had not fired yet:
 // I/O bound by the same deadline may have failed first.
-func (c *runContext) finish() error {
+func (c *runContext) finish(failed bool) error {
 	c.mu.Lock()
 	c.running = false
 	err := c.err
-	if err == nil && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
+	if err == nil && failed && !c.deadline.IsZero() && !time.Now().Before(c.deadline) {
 		err = ErrTimeout
 	}
 	c.mu.Unlock()
@@ -506,11 +519,24 @@ func (c *runContext) cancelled() bool {
 	return c.closed
 }
 
-// expire is the timer callback. A late callback from an earlier run finds
-// the deadline not yet reached and does nothing.
+// expire is the timer callback (and what I/O that hit the request deadline
+// calls): it cancels a run past its deadline, or re-arms the timer for the
+// deadline of the run going on now.
 func (c *runContext) expire() {
 	c.mu.Lock()
-	fire := c.running && !c.closed && !c.deadline.IsZero() && !time.Now().Before(c.deadline)
+	now := time.Now()
+	fire := false
+	switch {
+	case !c.running || c.deadline.IsZero():
+		c.armed = false
+	case !now.Before(c.deadline):
+		c.armed = false
+		fire = !c.closed
+	default:
+		c.fireAt = c.deadline
+		c.armed = true
+		c.timer.Reset(c.deadline.Sub(now))
+	}
 	c.mu.Unlock()
 	if fire {
 		c.cancel(ErrTimeout)

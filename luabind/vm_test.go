@@ -291,3 +291,26 @@ func TestBigTableConcatAndRegistryLimits(t *testing.T) {
 	require.Error(t, err)
 	assert.True(t, vm.Broken() || strings.Contains(err.Error(), "overflow"), err.Error())
 }
+
+func TestDeadlinesAcrossRunsWithDifferentTimeouts(t *testing.T) {
+	vm, err := NewVM(&Options{})
+	require.NoError(t, err)
+	defer vm.Close()
+	run := func(code string, timeout time.Duration) (error, time.Duration) {
+		vm.Bind(&Request{Ctx: &fasthttp.RequestCtx{}, Phase: PhaseContent})
+		defer vm.End()
+		start := time.Now()
+		err := vm.Run(compile(t, "x", code), timeout)
+		return err, time.Since(start)
+	}
+	err, _ = run(`local x = 1`, 10*time.Second) // arms the timer 10 s out
+	require.NoError(t, err)
+	err, took := run(`while true do end`, 50*time.Millisecond)
+	assert.ErrorIs(t, err, ErrTimeout)
+	assert.Less(t, took, 2*time.Second, "a shorter deadline re-arms the timer")
+	vm.broken = false // the timed-out run broke it; reuse it for the test
+	err, took = run(`while true do end`, 80*time.Millisecond)
+	assert.ErrorIs(t, err, ErrTimeout)
+	assert.Less(t, took, 2*time.Second)
+	assert.GreaterOrEqual(t, took, 70*time.Millisecond)
+}
