@@ -3,7 +3,6 @@ package engine
 import (
 	"errors"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"luaserve/luabind"
@@ -24,17 +23,22 @@ const (
 var ErrPoolExhausted = errors.New("engine: no Lua VM available")
 
 // vmPool is a bounded pool of VMs of one generation. VMs are created on
-// demand up to max; a VM is used by one request at a time.
+// demand up to max; a VM is used by one request at a time. Idle VMs are a
+// stack: the most recently used one, whose memory is still in the CPU's
+// caches, is handed out first, and the ones at the bottom are those the
+// trimmer closes.
 type vmPool struct {
 	opts *luabind.Options
-	idle chan *luabind.VM
-	// slots holds one token per VM that may still be created.
-	slots chan struct{}
-	wait  time.Duration
+	max  int
+	wait time.Duration
 
 	mu      sync.Mutex
+	idle    []*luabind.VM
+	alive   int // VMs created and not closed
+	waiters int
+	wake    chan struct{} // a put or a freed slot, for waiters
 	closed  bool
-	minIdle atomic.Int64 // fewest idle VMs seen since the last trim
+	minIdle int // fewest idle VMs seen since the last trim
 	stop    chan struct{}
 }
 
@@ -46,15 +50,14 @@ func newVMPool(opts *luabind.Options, max int, wait time.Duration) *vmPool {
 		wait = DefaultVMWait
 	}
 	p := &vmPool{
-		opts:  opts,
-		idle:  make(chan *luabind.VM, max),
-		slots: make(chan struct{}, max),
-		wait:  wait,
-		stop:  make(chan struct{}),
+		opts: opts,
+		max:  max,
+		wait: wait,
+		idle: make([]*luabind.VM, 0, max),
+		wake: make(chan struct{}, 1),
+		stop: make(chan struct{}),
 	}
-	for i := 0; i < max; i++ {
-		p.slots <- struct{}{}
-	}
+	p.minIdle = max
 	go p.trimmer()
 	return p
 }
@@ -63,51 +66,72 @@ func newVMPool(opts *luabind.Options, max int, wait time.Duration) *vmPool {
 // the pool's wait for one to come back. The VM is locked for the caller. An
 // idle VM that a timer callback is using is skipped, not waited for.
 func (p *vmPool) get() (*luabind.VM, error) {
-	for n := len(p.idle); n > 0; n-- {
-		select {
-		case vm := <-p.idle:
-			if vm.TryLock() {
-				p.noteIdle()
-				return vm, nil
-			}
-			p.idle <- vm
-		default:
-			n = 0
-		}
-	}
-	select {
-	case <-p.slots:
-		return p.create()
-	default:
-	}
-	t := time.NewTimer(p.wait)
-	defer t.Stop()
+	var deadline time.Time
 	for {
-		select {
-		case vm := <-p.idle:
-			// Out of the channel it is ours; if a timer callback holds
-			// it, wait for that rather than spin.
-			vm.Lock()
+		p.mu.Lock()
+		for i := len(p.idle) - 1; i >= 0; i-- {
+			vm := p.idle[i]
+			if !vm.TryLock() {
+				continue
+			}
+			copy(p.idle[i:], p.idle[i+1:])
+			p.idle[len(p.idle)-1] = nil
+			p.idle = p.idle[:len(p.idle)-1]
+			if len(p.idle) < p.minIdle {
+				p.minIdle = len(p.idle)
+			}
+			p.mu.Unlock()
 			return vm, nil
-		case <-p.slots:
+		}
+		if p.alive < p.max {
+			p.alive++
+			p.mu.Unlock()
 			return p.create()
-		case <-t.C:
+		}
+		// All busy (or held by timers): wait for a put or a freed slot.
+		p.waiters++
+		p.mu.Unlock()
+		if deadline.IsZero() {
+			deadline = time.Now().Add(p.wait)
+		}
+		left := time.Until(deadline)
+		if left <= 0 {
+			p.unwait()
 			return nil, ErrPoolExhausted
 		}
+		t := time.NewTimer(min(left, 50*time.Millisecond)) // timers free VMs without a put
+		select {
+		case <-p.wake:
+		case <-t.C:
+		}
+		t.Stop()
+		p.unwait()
 	}
 }
 
-func (p *vmPool) noteIdle() {
-	n := int64(len(p.idle))
-	if n < p.minIdle.Load() {
-		p.minIdle.Store(n)
+func (p *vmPool) unwait() {
+	p.mu.Lock()
+	p.waiters--
+	p.mu.Unlock()
+}
+
+// signal wakes a waiter, if any; the caller holds mu.
+func (p *vmPool) signal() {
+	if p.waiters > 0 {
+		select {
+		case p.wake <- struct{}{}:
+		default:
+		}
 	}
 }
 
 func (p *vmPool) create() (*luabind.VM, error) {
 	vm, err := luabind.NewVM(p.opts)
 	if err != nil {
-		p.slots <- struct{}{}
+		p.mu.Lock()
+		p.alive--
+		p.signal()
+		p.mu.Unlock()
 		return nil, err
 	}
 	vm.Lock()
@@ -119,43 +143,55 @@ func (p *vmPool) create() (*luabind.VM, error) {
 func (p *vmPool) put(vm *luabind.VM) {
 	vm.Unlock()
 	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if vm.Broken() || closed {
+	if vm.Broken() || p.closed {
+		p.mu.Unlock()
 		p.discard(vm)
 		return
 	}
-	p.idle <- vm
+	p.idle = append(p.idle, vm)
+	p.signal()
+	p.mu.Unlock()
 }
 
+// discard closes vm and frees its slot.
 func (p *vmPool) discard(vm *luabind.VM) {
 	vm.Close()
-	p.slots <- struct{}{}
+	p.mu.Lock()
+	p.alive--
+	p.signal()
+	p.mu.Unlock()
 }
 
-// trimmer closes half of the VMs that stayed idle for a whole interval.
+// trimmer closes half of the VMs that stayed idle for a whole interval,
+// oldest first, keeping those with pending timers (their timers would fire
+// prematurely).
 func (p *vmPool) trimmer() {
 	t := time.NewTicker(vmIdleTrim)
 	defer t.Stop()
-	p.minIdle.Store(int64(cap(p.idle)))
 	for {
 		select {
 		case <-p.stop:
 			return
 		case <-t.C:
-			surplus := p.minIdle.Load() / 2
-			for i := int64(0); i < surplus; i++ {
-				select {
-				case vm := <-p.idle:
-					if vm.HasTimers() {
-						p.idle <- vm // its timers would fire prematurely
-						continue
-					}
-					p.discard(vm)
-				default:
-				}
+		}
+		p.mu.Lock()
+		surplus := p.minIdle / 2
+		var out []*luabind.VM
+		keep := p.idle[:0]
+		for _, vm := range p.idle {
+			if surplus > 0 && !vm.HasTimers() {
+				out = append(out, vm)
+				surplus--
+				continue
 			}
-			p.minIdle.Store(int64(len(p.idle)))
+			keep = append(keep, vm)
+		}
+		clear(p.idle[len(keep):])
+		p.idle = keep
+		p.minIdle = len(p.idle)
+		p.mu.Unlock()
+		for _, vm := range out {
+			p.discard(vm)
 		}
 	}
 }
@@ -168,14 +204,11 @@ func (p *vmPool) close() {
 		return
 	}
 	p.closed = true
+	idle := p.idle
+	p.idle = nil
 	p.mu.Unlock()
 	close(p.stop)
-	for {
-		select {
-		case vm := <-p.idle:
-			p.discard(vm)
-		default:
-			return
-		}
+	for _, vm := range idle {
+		p.discard(vm)
 	}
 }
