@@ -71,7 +71,7 @@ func methodName(code int) string {
 // VM, so a call finds its request without a registry lookup.
 func (vm *VM) openNgx() {
 	L := vm.L
-	ngx := L.NewTable()
+	ngx := L.CreateTable(0, 256) // ~200 functions and constants
 	vm.ngx = ngx
 	fns := map[string]lua.LGFunction{
 		"say":          vm.ngxSay,
@@ -124,7 +124,7 @@ func (vm *VM) openNgx() {
 
 	// ngx.status and ngx.ctx are computed per request, as in
 	// lua-nginx-module, through the ngx table's metatable.
-	meta := L.NewTable()
+	meta := L.CreateTable(0, 0)
 	meta.RawSetString("__index", L.NewFunction(vm.ngxIndex))
 	meta.RawSetString("__newindex", L.NewFunction(vm.ngxNewIndex))
 	L.SetMetatable(ngx, meta)
@@ -141,8 +141,8 @@ var Null = CjsonNull
 // proxy makes a table whose reads and writes go to Go.
 func (vm *VM) proxy(index, newindex lua.LGFunction) *lua.LTable {
 	L := vm.L
-	t := L.NewTable()
-	meta := L.NewTable()
+	t := L.CreateTable(0, 0)
+	meta := L.CreateTable(0, 0)
 	meta.RawSetString("__index", L.NewFunction(vm.guard(index)))
 	meta.RawSetString("__newindex", L.NewFunction(vm.guard(newindex)))
 	L.SetMetatable(t, meta)
@@ -195,7 +195,7 @@ func (vm *VM) ngxIndex(L *lua.LState) int {
 	case "ctx":
 		r := vm.request(L)
 		if r.ctx == nil {
-			r.ctx = L.NewTable()
+			r.ctx = L.CreateTable(0, 0)
 		}
 		L.Push(r.ctx)
 		return 1
@@ -692,7 +692,7 @@ func headerValue(L *lua.LState, v lua.LValue) string {
 
 func (vm *VM) openNgxMisc(ngx *lua.LTable) {
 	L := vm.L
-	config := L.NewTable()
+	config := L.CreateTable(0, 0)
 	config.RawSetString("subsystem", lua.LString("http"))
 	config.RawSetString("debug", lua.LFalse)
 	config.RawSetString("is_console", lua.LFalse)
@@ -712,7 +712,7 @@ func (vm *VM) openNgxMisc(ngx *lua.LTable) {
 	}))
 	ngx.RawSetString("config", config)
 
-	worker := L.NewTable()
+	worker := L.CreateTable(0, 0)
 	worker.RawSetString("id", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(0)); return 1 }))
 	worker.RawSetString("count", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(1)); return 1 }))
 	worker.RawSetString("pid", L.NewFunction(func(L *lua.LState) int { L.Push(lua.LNumber(pid)); return 1 }))

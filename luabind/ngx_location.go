@@ -34,7 +34,7 @@ type SubResponse struct {
 
 func (vm *VM) openNgxLocation(ngx *lua.LTable) {
 	L := vm.L
-	t := L.NewTable()
+	t := L.CreateTable(0, 0)
 	t.RawSetString("capture", L.NewFunction(vm.locationCapture))
 	t.RawSetString("capture_multi", L.NewFunction(vm.locationCaptureMulti))
 	ngx.RawSetString("location", t)
@@ -128,7 +128,7 @@ func (vm *VM) subRequest(L *lua.LState, r *Request, uri string, optsV lua.LValue
 func (vm *VM) subResponseTable(L *lua.LState, res SubResponse) *lua.LTable {
 	t := L.CreateTable(0, 4)
 	t.RawSetString("status", lua.LNumber(res.Status))
-	h := L.NewTable()
+	h := L.CreateTable(0, 0)
 	for _, kv := range res.Header {
 		key := lua.LString(kv[0])
 		switch old := h.RawGet(key).(type) {

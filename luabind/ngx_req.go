@@ -13,7 +13,7 @@ var pid = os.Getpid()
 // openNgxReq builds ngx.req.
 func (vm *VM) openNgxReq(ngx *lua.LTable) {
 	L := vm.L
-	req := L.NewTable()
+	req := L.CreateTable(0, 0)
 	for name, fn := range map[string]lua.LGFunction{
 		"get_method":    vm.reqGetMethod,
 		"set_method":    vm.reqSetMethod,
@@ -107,7 +107,7 @@ func (vm *VM) reqGetHeaders(L *lua.LState) int {
 	r := vm.request(L)
 	max := L.OptInt(1, 100)
 	raw := L.OptBool(2, false)
-	t := L.NewTable()
+	t := L.CreateTable(0, 0)
 	n := 0
 	truncated := false
 	r.Ctx.Request.Header.VisitAll(func(k, v []byte) {
@@ -136,7 +136,7 @@ func (vm *VM) reqGetHeaders(L *lua.LState) int {
 	if !raw {
 		// ngx.req.get_headers().Content_Type style access works in
 		// OpenResty through a metatable that normalises the key.
-		meta := L.NewTable()
+		meta := L.CreateTable(0, 0)
 		meta.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
 			k := strings.ToLower(strings.ReplaceAll(L.CheckString(2), "_", "-"))
 			L.Push(L.RawGet(L.CheckTable(1), lua.LString(k)))

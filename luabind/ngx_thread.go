@@ -22,7 +22,7 @@ type lightThread struct {
 
 func (vm *VM) openNgxThread(ngx *lua.LTable) {
 	L := vm.L
-	t := L.NewTable()
+	t := L.CreateTable(0, 0)
 	t.RawSetString("spawn", L.NewFunction(vm.threadSpawn))
 	t.RawSetString("wait", L.NewFunction(vm.threadWait))
 	t.RawSetString("kill", L.NewFunction(vm.threadKill))

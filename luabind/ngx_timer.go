@@ -47,7 +47,7 @@ type timerState struct {
 
 func (vm *VM) openNgxTimer(ngx *lua.LTable) {
 	L := vm.L
-	t := L.NewTable()
+	t := L.CreateTable(0, 0)
 	t.RawSetString("at", L.NewFunction(func(L *lua.LState) int { return vm.timerAdd(L, false) }))
 	t.RawSetString("every", L.NewFunction(func(L *lua.LState) int { return vm.timerAdd(L, true) }))
 	t.RawSetString("running_count", L.NewFunction(func(L *lua.LState) int {

@@ -147,7 +147,7 @@ func NewVM(opts *Options) (*VM, error) {
 		// lua-resty-redis does for a big command, overflowed it), in big
 		// steps (growth copies the stack, and runs in Go code that no
 		// deadline interrupts), up to 4× LuaJIT's 65,500-slot limit.
-		RegistrySize:     4 << 10,
+		RegistrySize:     1 << 10, // 16 KB per VM (and per light thread)
 		RegistryGrowStep: 16 << 10,
 		RegistryMaxSize:  256 << 10,
 	})
@@ -180,7 +180,7 @@ func NewVM(opts *Options) (*VM, error) {
 	}
 	pkg.RawSetString("cpath", lua.LString(""))
 	vm.errfunc = L.NewFunction(vm.traceback)
-	vm.envMeta = L.NewTable()
+	vm.envMeta = L.CreateTable(0, 0)
 	vm.envMeta.RawSetString("__index", L.Get(lua.GlobalsIndex))
 	vm.newEnv()
 	vm.openNgx()
@@ -288,7 +288,7 @@ func (vm *VM) End() {
 }
 
 func (vm *VM) newEnv() {
-	vm.env = vm.L.NewTable()
+	vm.env = vm.L.CreateTable(0, 0)
 	vm.L.SetMetatable(vm.env, vm.envMeta)
 }
 
