@@ -567,7 +567,12 @@ func normHeader(key string) string {
 
 func (vm *VM) headerIndex(L *lua.LState) int {
 	r := vm.request(L)
-	name := normHeader(L.CheckString(2))
+	k, ok := L.Get(2).(lua.LString)
+	if !ok {
+		L.Push(lua.LNil)
+		return 1
+	}
+	name := normHeader(string(k))
 	h := &r.Ctx.Response.Header
 	if strings.EqualFold(name, "Content-Type") {
 		if ct := h.ContentType(); len(ct) > 0 {
@@ -608,8 +613,11 @@ func (vm *VM) headerIndex(L *lua.LState) int {
 
 func (vm *VM) headerNewIndex(L *lua.LState) int {
 	r := vm.request(L)
-	key := L.CheckString(2)
-	name := normHeader(key)
+	k, ok := L.Get(2).(lua.LString)
+	if !ok {
+		return 0 // lua-nginx-module ignores a key that is not a string
+	}
+	name := normHeader(string(k))
 	if r.HeadersSent {
 		vm.logRequest(LogErr, r, "attempt to set ngx.header.HEADER after sending out response headers")
 		return 0

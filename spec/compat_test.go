@@ -72,9 +72,6 @@ var compatKnownDifferences = map[string]string{
 	// luabind: the ngx API.
 	"header GET /compat/header/content-type-casing": "same as header/casing for cache-control, location, content-encoding " +
 		"(OpenResty sends them lower-case as written)",
-	"header GET /compat/header/bad-values": "a CR/LF in a header value is escaped to %0D%0A by lua-nginx-module 0.10.23, " +
-		"luaserve (fasthttp) turns it into spaces (luabind/ngx.go:652 headerValue); ngx.header[{}] = v is ignored " +
-		"by OpenResty but raises in luaserve (luabind/ngx.go:610 CheckString)",
 	"redirect GET /compat/redirect/bad-code": "ngx.redirect's bad-status error carries no position under OpenResty; " +
 		"luaserve's L.RaiseError prefixes \"content_by_lua(nginx.conf:N):L:\" (luabind/ngx.go:357)",
 	"req GET /compat/req/headers": "request headers: nginx drops a header whose name has an underscore " +
