@@ -24,8 +24,11 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"reflect"
+	"slices"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	lua "github.com/yuin/gopher-lua"
 )
@@ -98,6 +101,18 @@ type cjsonConfig struct {
 	scratch []byte       // decoded string with escapes
 	vals    []lua.LValue // decoded values awaiting their table
 	keys    []string     // decoded object keys awaiting their table
+
+	// Per decode call, dropped at its end so that nothing of one input is
+	// pinned by the next: slab is what remains of the chunk the built tables
+	// take their key lists from, and lastKeys[depth] the key
+	// list of the object last built at that depth, whose boxed keys a sibling
+	// with the same keys (an array of records) reuses.
+	slab     []lua.LValue
+	lastKeys [cjsonKeyReuseDepth][]lua.LValue
+
+	// publicTables makes the decoder build tables through gopher-lua's API
+	// only, as when cjsonDirectTables is false; tests compare the two.
+	publicTables bool
 }
 
 func newCjsonConfig(L *lua.LState) *cjsonConfig {
@@ -743,6 +758,8 @@ func (c *cjsonConfig) decode(L *lua.LState, s string) (lua.LValue, error) {
 			err = cjsonParseError("the end", &tok)
 		}
 	}
+	c.slab = nil
+	clear(c.lastKeys[:])
 	if err != nil {
 		// Drop references held for tables that will never be built.
 		clear(c.vals)
@@ -901,10 +918,13 @@ func cjsonStrtod(s string) (int, float64) {
 	}
 	start := i
 	digits := 0
+	var whole uint64
 	for i < len(s) && cjsonIsDigit(s[i]) {
+		whole = whole*10 + uint64(s[i]-'0')
 		i++
 		digits++
 	}
+	intEnd := i
 	if i < len(s) && s[i] == '.' {
 		i++
 		for i < len(s) && cjsonIsDigit(s[i]) {
@@ -926,6 +946,10 @@ func cjsonStrtod(s string) (int, float64) {
 			}
 			i = j
 		}
+	}
+	if i == intEnd && digits <= 15 {
+		// An integer below 2^53 converts exactly: no need for ParseFloat.
+		return i, sign * float64(whole)
 	}
 	f, err := strconv.ParseFloat(s[start:i], 64)
 	if err != nil && !errors.Is(err, strconv.ErrRange) {
@@ -1171,10 +1195,7 @@ func (d *cjsonDecoder) object() (lua.LValue, error) {
 	}
 	d.depth--
 	ks, vs := c.keys[kbase:], c.vals[vbase:]
-	t := d.L.CreateTable(0, len(ks))
-	for i, k := range ks {
-		t.RawSetString(k, vs[i])
-	}
+	t := c.newObject(d.L, ks, vs, d.depth, len(d.s))
 	clear(ks)
 	clear(vs)
 	c.keys, c.vals = c.keys[:kbase], c.vals[:vbase]
@@ -1210,14 +1231,142 @@ func (d *cjsonDecoder) array() (lua.LValue, error) {
 	}
 	d.depth--
 	vs := c.vals[base:]
-	t := d.L.CreateTable(len(vs), 0)
-	for i, v := range vs {
-		t.RawSetInt(i+1, v)
-	}
+	t := c.newArray(d.L, vs)
 	if c.decodeArrayWithArrayMT {
 		t.Metatable = c.arrayMT
 	}
 	clear(vs)
 	c.vals = c.vals[:base]
 	return t, nil
+}
+
+/* ---------- table building ---------- */
+
+// What gopher-lua's RawSetString costs per key on a new table is the bulk of
+// decoding: it boxes the key into an interface twice (once for k2i, once for
+// keys) and grows k2i and keys from empty, as neither can be pre-sized
+// through its API. When LTable has the layout we expect, the decoder fills
+// those fields itself instead: both sized once, one boxed key shared by both
+// (and by the same key of sibling objects), and the key lists of one decode
+// cut from shared chunks. The result is the table RawSetString would build,
+// insertion order included.
+
+// cjsonLTable mirrors lua.LTable (gopher-lua v1.1.2) field for field.
+type cjsonLTable struct {
+	Metatable lua.LValue
+
+	array   []lua.LValue
+	dict    map[lua.LValue]lua.LValue
+	strdict map[string]lua.LValue
+	keys    []lua.LValue
+	k2i     map[lua.LValue]int
+}
+
+// cjsonDirectTables says whether lua.LTable is laid out as cjsonLTable; if a
+// gopher-lua upgrade changes it, decoding falls back to the public API
+// (TestCjsonDirectTables fails so the mirror gets updated).
+var cjsonDirectTables = cjsonSameLayout(reflect.TypeFor[lua.LTable](), reflect.TypeFor[cjsonLTable]())
+
+func cjsonSameLayout(a, b reflect.Type) bool {
+	if a.Size() != b.Size() || a.NumField() != b.NumField() {
+		return false
+	}
+	for i := range a.NumField() {
+		fa, fb := a.Field(i), b.Field(i)
+		if fa.Name != fb.Name || fa.Type != fb.Type || fa.Offset != fb.Offset {
+			return false
+		}
+	}
+	return true
+}
+
+const (
+	// Objects nested deeper than this do not share boxed keys with their
+	// siblings.
+	cjsonKeyReuseDepth = 16
+
+	// Bounds on the chunks the key lists of one decode are cut from: about
+	// one slot per 32 input bytes, so that a small document does not pin a
+	// large chunk and a large one does not allocate per object.
+	cjsonSlabMin = 16
+	cjsonSlabMax = 256
+)
+
+// keySlots returns room for n keys, with capacity exactly n so that a table
+// given more keys later reallocates rather than writing into its
+// neighbour's. A retained table keeps its whole chunk alive, but the chunk
+// holds only keys, strings that share the input anyway; values (and so other
+// tables) are never kept in shared chunks.
+func (c *cjsonConfig) keySlots(n, inputLen int) []lua.LValue {
+	if n > len(c.slab) {
+		size := min(max(inputLen/32, cjsonSlabMin), cjsonSlabMax)
+		if n > size/2 {
+			// A table this big gets its own allocation; the chunk stays
+			// for the small ones.
+			return make([]lua.LValue, 0, n)
+		}
+		c.slab = make([]lua.LValue, size)
+	}
+	s := c.slab[:0:n]
+	c.slab = c.slab[n:]
+	return s
+}
+
+// newObject builds the table of a decoded object: keys ks in input order, a
+// repeated key taking its last value and its first position, as with
+// RawSetString.
+func (c *cjsonConfig) newObject(L *lua.LState, ks []string, vs []lua.LValue, depth, inputLen int) *lua.LTable {
+	t := L.CreateTable(0, len(ks))
+	if len(ks) == 0 {
+		return t
+	}
+	if !cjsonDirectTables || c.publicTables {
+		for i, k := range ks {
+			t.RawSetString(k, vs[i])
+		}
+		return t
+	}
+	var prev []lua.LValue
+	if depth < cjsonKeyReuseDepth {
+		prev = c.lastKeys[depth]
+	}
+	f := (*cjsonLTable)(unsafe.Pointer(t))
+	strdict := f.strdict
+	keys := c.keySlots(len(ks), inputLen)
+	k2i := make(map[lua.LValue]int, len(ks))
+	for i, k := range ks {
+		n := len(strdict)
+		strdict[k] = vs[i]
+		if len(strdict) == n {
+			continue // a repeated key
+		}
+		var lk lua.LValue
+		j := len(keys)
+		if j < len(prev) && string(prev[j].(lua.LString)) == k {
+			lk = prev[j]
+		} else {
+			lk = lua.LString(k)
+		}
+		k2i[lk] = j
+		keys = append(keys, lk)
+	}
+	f.keys, f.k2i = keys, k2i
+	if depth < cjsonKeyReuseDepth {
+		c.lastKeys[depth] = keys
+	}
+	return t
+}
+
+// newArray builds the table of a decoded array (never holding nil).
+func (c *cjsonConfig) newArray(L *lua.LState, vs []lua.LValue) *lua.LTable {
+	if !cjsonDirectTables || c.publicTables || len(vs) == 0 {
+		t := L.CreateTable(len(vs), 0)
+		for i, v := range vs {
+			t.RawSetInt(i+1, v)
+		}
+		return t
+	}
+	t := L.CreateTable(0, 0)
+	(*cjsonLTable)(unsafe.Pointer(t)).array = slices.Clone(vs)
+	return t
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"math"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -245,6 +246,10 @@ func TestCjsonStrtod(t *testing.T) {
 		{"inf", 3, math.Inf(1)}, {"-Infinity", 9, math.Inf(-1)}, {"infinit", 3, math.Inf(1)},
 		{"1e400", 5, math.Inf(1)}, {"1e-400", 6, 0}, {"+", 0, 0}, {"-", 0, 0}, {".", 0, 0}, {"-x", 0, 0},
 		{"00012", 5, 12},
+		// Integers of up to 15 digits skip ParseFloat; longer ones must not.
+		{"999999999999999", 15, 999999999999999}, {"-123456789012345,", 16, -123456789012345},
+		{"9007199254740993", 16, 9007199254740992}, {"12345678901234567890", 20, 12345678901234567890},
+		{"000000000000000000001", 21, 1}, {"12e2", 4, 1200}, {"12E", 2, 12}, {"7.0", 3, 7},
 	}
 	for _, tt := range tests {
 		t.Run(tt.in, func(t *testing.T) {
@@ -255,12 +260,15 @@ func TestCjsonStrtod(t *testing.T) {
 			}
 		})
 	}
+	n, f := cjsonStrtod("-0")
+	assert.Equal(t, 2, n)
+	assert.True(t, f == 0 && math.Signbit(f), "-0 keeps its sign")
 	for _, s := range []string{"nan", "NaN(abc_1)", "-nan"} {
 		n, f := cjsonStrtod(s)
 		assert.Equal(t, len(s), n, s)
 		assert.True(t, math.IsNaN(f), s)
 	}
-	n, _ := cjsonStrtod("nan(")
+	n, _ = cjsonStrtod("nan(")
 	assert.Equal(t, 3, n)
 }
 
@@ -321,6 +329,105 @@ func TestCjsonDecodeAllocations(t *testing.T) {
 		buf, _ = c.encode(buf[:0], v)
 	})
 	assert.Zero(t, allocs, "encoding into a reused buffer")
+}
+
+// TestCjsonDirectTables fails when a gopher-lua upgrade changes LTable's
+// layout: decoding then still works, through the slower public API, until
+// cjsonLTable is brought in line.
+func TestCjsonDirectTables(t *testing.T) {
+	require.True(t, cjsonDirectTables, "lua.LTable no longer matches cjsonLTable")
+	assert.False(t, cjsonSameLayout(reflect.TypeFor[lua.LTable](), reflect.TypeFor[struct{ Metatable lua.LValue }]()))
+}
+
+// cjsonTablesDump decodes doc, dumps every table in pairs order, then adds,
+// deletes and re-adds keys and array elements in every table and dumps again:
+// whatever built the tables, Lua must not be able to tell.
+const cjsonTablesDump = `
+local function dump(v, out)
+  if type(v) ~= "table" then out[#out+1] = type(v) .. ":" .. tostring(v) return end
+  out[#out+1] = "{"
+  for k, x in pairs(v) do out[#out+1] = tostring(k) .. "=" dump(x, out) end
+  out[#out+1] = "#" .. #v .. "}"
+end
+local function mutate(v)
+  if type(v) ~= "table" then return end
+  for _, x in pairs(v) do mutate(x) end
+  local first = next(v)
+  v.zz1 = 1
+  if first ~= nil then v[first] = nil end
+  v.zz2 = 2
+  if first ~= nil then v[first] = "back" end
+  v[#v+1] = "app"
+  table.insert(v, 1, "ins")
+  v.zz1 = nil
+end
+-- gopher-lua's table.concat overflows its registry on long lists.
+local function join(t)
+  local parts = {}
+  for i = 1, #t, 500 do parts[#parts+1] = table.concat(t, " ", i, math.min(i + 499, #t)) end
+  return table.concat(parts, " ")
+end
+local v = decode(doc)
+local a, b = {}, {}
+dump(v, a)
+local enc = cjson.encode(v)
+mutate(v)
+dump(v, b)
+return join(a), enc, join(b), cjson.encode(v)
+`
+
+func TestCjsonDirectTablesMatchPublicAPI(t *testing.T) {
+	var many, deep strings.Builder
+	many.WriteString(`{`)
+	for i := 0; i < 300; i++ {
+		fmt.Fprintf(&many, `"k%d":[{"a":%d,"b":{"c":[%d]}},{"b":1,"a":2}],`, i, i, i)
+	}
+	many.WriteString(`"last":{}}`)
+	for i := 0; i < 24; i++ {
+		fmt.Fprintf(&deep, `{"x":[{"k":%d},{"k":%d,"j":1}],"y":`, i, i)
+	}
+	deep.WriteString(`0` + strings.Repeat(`}`, 24))
+	docs := map[string]string{
+		"bench":             benchDoc,
+		"repeated keys":     `{"a":1,"a":2,"b":3,"a":4,"b":{"b":1,"b":2}}`,
+		"records":           `[{"a":1,"b":2},{"a":0,"b":0},{"a":3,"c":4},{"x":1},{"a":5,"b":6,"c":7},{"a":8}]`,
+		"escaped keys":      `{"k\"e\u00e9y":1,"":2,"k\"e\u00e9y":3,"\u0000":4}`,
+		"empty":             `[{},[],{"a":{}},[[]]]`,
+		"big and many":      many.String(),
+		"deeper than reuse": deep.String(),
+		"scalar":            `"s"`,
+	}
+	for name, doc := range docs {
+		t.Run(name, func(t *testing.T) {
+			L := newCjsonTestState(t)
+			require.NoError(t, L.DoString(`cjson = require "cjson"`))
+			direct, public := newCjsonConfig(L), newCjsonConfig(L)
+			public.publicTables = true
+			run := func(c *cjsonConfig) string {
+				L.SetGlobal("decode", L.NewFunction(func(L *lua.LState) int { return c.luaDecode(L, false) }))
+				L.SetGlobal("doc", lua.LString(doc))
+				return cjsonEval(t, L, cjsonTablesDump)
+			}
+			want := run(public)
+			for i := 0; i < 3; i++ { // reused boxed keys must not leak between calls
+				require.Equal(t, want, run(direct))
+			}
+		})
+	}
+}
+
+func TestCjsonDecodeTableAllocations(t *testing.T) {
+	L := newCjsonTestState(t)
+	direct, public := newCjsonConfig(L), newCjsonConfig(L)
+	public.publicTables = true
+	count := func(c *cjsonConfig) float64 {
+		return testing.AllocsPerRun(50, func() {
+			_, _ = c.decode(L, benchDoc)
+		})
+	}
+	d, p := count(direct), count(public)
+	t.Logf("1 KB document: %v allocations, %v through the public API", d, p)
+	assert.Less(t, d, 0.6*p, "direct table building should save at least 40%% of the allocations")
 }
 
 var benchDoc = func() string {
@@ -388,8 +495,10 @@ func FuzzCjsonDecode(f *testing.F) {
 		f.Add(s)
 	}
 	L := newCjsonTestState(f)
-	c := newCjsonConfig(L)
+	c, public := newCjsonConfig(L), newCjsonConfig(L)
 	c.encodeInvalidNumbers = cjsonInvalidNumbersOn
+	public.encodeInvalidNumbers = cjsonInvalidNumbersOn
+	public.publicTables = true
 	f.Fuzz(func(t *testing.T, s string) {
 		v, err := c.decode(L, s)
 		if err != nil {
@@ -411,6 +520,12 @@ func FuzzCjsonDecode(f *testing.F) {
 		out2, err := c.encode(nil, v2)
 		require.NoError(t, err)
 		require.Equal(t, string(out), string(out2))
+		// Tables built directly encode as those built through the API.
+		v3, err := public.decode(L, s)
+		require.NoError(t, err)
+		out3, err := public.encode(nil, v3)
+		require.NoError(t, err)
+		require.Equal(t, string(out), string(out3))
 	})
 }
 
