@@ -88,12 +88,13 @@ func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
 	defer g.release()
 	now := time.Now()
 	luabind.SetClock(now)
-	e.run(g, g.router.Server(listenAddr, ctx.Host()), ctx, false, nil, now)
+	e.run(g, g.router.Server(listenAddr, ctx.Host()), ctx, nil, nil, now)
 }
 
-// run serves ctx on srv: a request from a listener, or a subrequest (sub)
+// run serves ctx on srv: a request from a listener, or a subrequest of main
 // starting with the variables vars.
-func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, sub bool, vars [][]byte, start time.Time) {
+func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, main *luabind.Request, vars [][]byte, start time.Time) {
+	sub := main != nil
 	rs := reqPool.Get().(*reqState)
 	rs.g = g
 	rs.srv = srv
@@ -103,6 +104,7 @@ func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, sub b
 	r.Host = rs
 	r.Start = start
 	r.Internal = sub
+	r.Main = main
 	// Header names go out as Lua writes them (x-lower stays x-lower), as
 	// nginx sends them.
 	ctx.Response.Header.DisableNormalizing()
@@ -159,7 +161,7 @@ func (rs *reqState) subrequest(sr luabind.SubRequest) luabind.SubResponse {
 	switch {
 	case sr.HasBody:
 		req.SetBody(sr.Body)
-	case sr.AlwaysForwardBody || sr.Method == "POST" || sr.Method == "PUT":
+	case sr.ParentBodyRead && (sr.AlwaysForwardBody || sr.Method == "POST" || sr.Method == "PUT"):
 		req.SetBody(parent.Request.Body())
 	}
 	var ctx fasthttp.RequestCtx
@@ -180,7 +182,11 @@ func (rs *reqState) subrequest(sr luabind.SubRequest) luabind.SubResponse {
 		}
 		vars[i] = []byte(v)
 	}
-	rs.g.engine.run(rs.g, rs.srv, &ctx, true, vars, time.Now())
+	main := &rs.lr
+	if main.Main != nil {
+		main = main.Main
+	}
+	rs.g.engine.run(rs.g, rs.srv, &ctx, main, vars, time.Now())
 	res := luabind.SubResponse{Status: ctx.Response.StatusCode(), Body: append([]byte(nil), ctx.Response.Body()...)}
 	ctx.Response.Header.VisitAll(func(k, v []byte) {
 		res.Header = append(res.Header, [2]string{string(k), string(v)})

@@ -18,6 +18,9 @@ type SubRequest struct {
 	HasBody bool
 	// AlwaysForwardBody forwards the parent's body whatever the method.
 	AlwaysForwardBody bool
+	// ParentBodyRead: the parent read its body (ngx.req.read_body); only
+	// then is it forwarded, as in lua-nginx-module.
+	ParentBodyRead bool
 	// Vars sets variables (declared with `set`) in the subrequest;
 	// CopyAllVars copies the parent's. (share_all_vars is treated as
 	// copy_all_vars: a subrequest runs in its own VM.)
@@ -84,7 +87,7 @@ func (vm *VM) capture(L *lua.LState, r *Request, subs []SubRequest) []SubRespons
 
 // subRequest reads capture's options table.
 func (vm *VM) subRequest(L *lua.LState, r *Request, uri string, optsV lua.LValue, argn int) SubRequest {
-	sub := SubRequest{Method: "GET", URI: uri}
+	sub := SubRequest{Method: "GET", URI: uri, ParentBodyRead: r.bodyRead}
 	if i := strings.IndexByte(uri, '?'); i >= 0 {
 		sub.URI, sub.Args = uri[:i], uri[i+1:]
 	}

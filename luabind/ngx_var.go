@@ -50,6 +50,9 @@ func (r *Request) Var(name string, scratch []byte) (value []byte, ok bool) {
 		}
 		return nil, true
 	case "request_method":
+		if r.Main != nil {
+			return r.Main.Ctx.Method(), true // nginx: the main request's
+		}
 		return ctx.Method(), true
 	case "scheme":
 		if ctx.IsTLS() {

@@ -88,6 +88,9 @@ type Request struct {
 	Start time.Time
 	// Internal is true for ngx.exec / subrequests (ngx.req.is_internal).
 	Internal bool
+	// Main is the main request of a subrequest (nil otherwise): some
+	// nginx variables ($request_method) always describe the main request.
+	Main *Request
 	// Socket holds the location's lua_socket_* settings (nil: defaults).
 	Socket *SocketSettings
 

@@ -85,10 +85,6 @@ var compatKnownDifferences = map[string]string{
 	"var GET /compat/var/content-type":     compatContentTypeReason,
 	"var GET /compat/var/content-type (2)": compatContentTypeReason,
 	"var GET /compat/var/content-type (3)": compatContentTypeReason,
-	"capture GET /compat/capture/basic": "in a subrequest: ngx.var.request_method is the main request's method " +
-		"under nginx (GET) but the subrequest's in luaserve (POST); ngx.var.args with no args is nil vs \"\"; " +
-		"a subrequest ending in ngx.exit(404) has an empty res.body under OpenResty, luaserve returns the HTML " +
-		"error page (luabind/ngx_location.go:78 capture, luabind/ngx_var.go:45/:52)",
 
 	// engine: phases, status pages, config.
 	"error GET /compat/error/after-output": "a Lua error after ngx.say: nginx has committed the response and " +
