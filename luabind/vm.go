@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -227,6 +228,87 @@ func (vm *VM) luajitCompat() {
 		return 1
 	}))
 	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
+	str := L.GetGlobal("string").(*lua.LTable)
+	format := str.RawGetString("format")
+	str.RawSetString("format", L.NewFunction(func(L *lua.LState) int {
+		return luajitFormat(L, format)
+	}))
+}
+
+// luajitFormat is string.format with LuaJIT's %q; everything else is
+// gopher-lua's format, which %q arguments reach pre-quoted as %s.
+func luajitFormat(L *lua.LState, format lua.LValue) int {
+	f := L.CheckString(1)
+	if !strings.Contains(f, "%q") {
+		n := L.GetTop()
+		L.Push(format)
+		for i := 1; i <= n; i++ {
+			L.Push(L.Get(i))
+		}
+		L.Call(n, 1)
+		return 1
+	}
+	var out strings.Builder
+	args := []lua.LValue{}
+	arg := 2
+	for i := 0; i < len(f); i++ {
+		c := f[i]
+		out.WriteByte(c)
+		if c != '%' {
+			continue
+		}
+		i++
+		if i < len(f) && f[i] == '%' {
+			out.WriteByte('%')
+			continue
+		}
+		start := i
+		for i < len(f) && strings.IndexByte("-+ #0123456789.", f[i]) >= 0 {
+			i++
+		}
+		if i >= len(f) {
+			break
+		}
+		if f[i] == 'q' {
+			out.WriteByte('s')
+			args = append(args, lua.LString(quoteLuaJIT(L.CheckString(arg))))
+		} else {
+			out.WriteString(f[start : i+1])
+			args = append(args, L.Get(arg))
+		}
+		arg++
+	}
+	L.Push(format)
+	L.Push(lua.LString(out.String()))
+	for _, a := range args {
+		L.Push(a)
+	}
+	L.Call(1+len(args), 1)
+	return 1
+}
+
+// quoteLuaJIT is LuaJIT's %q: backslash before '"', '\\' and newline,
+// control bytes as decimal escapes (three digits when a digit follows).
+func quoteLuaJIT(s string) string {
+	b := make([]byte, 0, len(s)+2)
+	b = append(b, '"')
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\\' || c == '\n':
+			b = append(b, '\\', c)
+		case c < 0x20 || c == 0x7f:
+			b = append(b, '\\')
+			if c >= 100 || i+1 < len(s) && s[i+1] >= '0' && s[i+1] <= '9' {
+				b = append(b, '0'+c/100, '0'+c/10%10, '0'+c%10)
+			} else {
+				b = strconv.AppendInt(b, int64(c), 10)
+			}
+		default:
+			b = append(b, c)
+		}
+	}
+	return string(append(b, '"'))
 }
 
 // Close runs the VM's pending timers prematurely, then releases its Lua

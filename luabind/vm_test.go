@@ -314,3 +314,15 @@ func TestDeadlinesAcrossRunsWithDifferentTimeouts(t *testing.T) {
 	assert.Less(t, took, 2*time.Second)
 	assert.GreaterOrEqual(t, took, 70*time.Millisecond)
 }
+
+func TestStringFormatQuotesAsLuaJIT(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/", `ngx.print(string.format("%q|%5.1f|%%|%s|%q", "a\nb\0c\"\\\0001\127", 3.14159, "x", "\r"))`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "\"a\\\nb\\0c\\\"\\\\\\0001\\127\"|  3.1|%|x|\"\\13\"", string(ctx.Response.Body()))
+}
+
+func TestStringFormatWithoutQ(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/", `ngx.print(string.format("%d-%s-%5.2f", 7, "x", 1.5), string.format("plain"))`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "7-x- 1.50plain", string(ctx.Response.Body()))
+}

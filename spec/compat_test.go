@@ -62,8 +62,6 @@ var compatKnownDifferences = map[string]string{
 	// number formatting, messages or base library).
 	"say GET /compat/say/concat": "the .. operator and table.concat coerce numbers with gopher-lua's LNumber.String " +
 		"(Go formatting, as tostring); needs a gopher-lua change, not reachable from luabind",
-	"say GET /compat/say/format-q": `gopher-lua's string.format("%q") escapes like Go ("\n", "\x00") where Lua ` +
-		`writes a backslash-newline and "\0"; luabind could wrap string.format`,
 	"error GET /compat/error/vm-messages": "gopher-lua's runtime error wording (\"attempt to index a non-table object(nil) " +
 		"with key 'y'\", \"cannot perform concat operation…\") differs from Lua 5.1/LuaJIT's",
 	"error GET /compat/error/pcall-builtin": "gopher-lua's error() adds the caller's position even when pcall calls it " +
