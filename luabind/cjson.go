@@ -110,8 +110,9 @@ type cjsonConfig struct {
 	slab     []lua.LValue
 	lastKeys [cjsonKeyReuseDepth][]lua.LValue
 
-	// publicTables makes the decoder build tables through gopher-lua's API
-	// only, as when cjsonDirectTables is false; tests compare the two.
+	// publicTables makes the decoder build tables, and the encoder walk
+	// them, through gopher-lua's API only, as when cjsonDirectTables is
+	// false; tests compare the two.
 	publicTables bool
 }
 
@@ -579,32 +580,84 @@ func (c *cjsonConfig) appendArray(dst []byte, t *lua.LTable, n, depth, top int) 
 }
 
 func (c *cjsonConfig) appendObject(dst []byte, t *lua.LTable, depth, top int) ([]byte, error) {
+	if cjsonDirectTables && !c.publicTables {
+		return c.appendObjectDirect(dst, (*cjsonLTable)(unsafe.Pointer(t)), depth, top)
+	}
 	dst = append(dst, '{')
 	var err error
 	first := true
 	for k, v := t.Next(lua.LNil); k != lua.LNil; k, v = t.Next(k) {
+		if dst, err = c.appendMember(dst, k, v, first, depth, top); err != nil {
+			return dst, err
+		}
+		first = false
+	}
+	return append(dst, '}'), nil
+}
+
+// appendObjectDirect is appendObject walking the table's fields in the order
+// Next visits them (non-nil array slots, then keys whose value is not nil),
+// without Next's k2i lookup per key.
+func (c *cjsonConfig) appendObjectDirect(dst []byte, t *cjsonLTable, depth, top int) ([]byte, error) {
+	dst = append(dst, '{')
+	var err error
+	first := true
+	for i, v := range t.array {
+		if v == lua.LNil {
+			continue
+		}
 		if !first {
 			dst = append(dst, ',')
 		}
 		first = false
-		switch key := k.(type) {
-		case lua.LString:
-			dst = c.appendString(dst, string(key))
-			dst = append(dst, ':')
-		case lua.LNumber:
-			dst = append(dst, '"')
-			if dst, err = c.appendNumber(dst, k, float64(key)); err != nil {
-				return dst, err
-			}
-			dst = append(dst, '"', ':')
-		default:
-			return dst, cjsonSerialiseError(k, "table key must be a number or string")
-		}
+		// An integer key never fails appendNumber; this spares boxing it.
+		dst = append(dst, '"')
+		dst = cjsonAppendNumberG(dst, float64(i+1), c.precision)
+		dst = append(dst, '"', ':')
 		if dst, err = c.appendValue(dst, v, depth, top+2); err != nil {
 			return dst, err
 		}
 	}
+	if len(t.strdict) == 0 && len(t.dict) == 0 {
+		return append(dst, '}'), nil // where Next stops too, whatever keys holds
+	}
+	for _, k := range t.keys {
+		var v lua.LValue
+		if s, ok := k.(lua.LString); ok {
+			v = t.strdict[string(s)]
+		} else {
+			v = t.dict[k]
+		}
+		if v == nil || v == lua.LNil {
+			continue // deleted: keys keeps it
+		}
+		if dst, err = c.appendMember(dst, k, v, first, depth, top); err != nil {
+			return dst, err
+		}
+		first = false
+	}
 	return append(dst, '}'), nil
+}
+
+func (c *cjsonConfig) appendMember(dst []byte, k, v lua.LValue, first bool, depth, top int) ([]byte, error) {
+	if !first {
+		dst = append(dst, ',')
+	}
+	var err error
+	switch key := k.(type) {
+	case lua.LString:
+		dst = c.appendString(dst, string(key))
+		dst = append(dst, ':')
+	case lua.LNumber:
+		dst = append(dst, '"')
+		if dst, err = c.appendNumber(dst, k, float64(key)); err != nil {
+			return dst, err
+		}
+		dst = append(dst, '"', ':')
+	default:
+		return dst, cjsonSerialiseError(k, "table key must be a number or string")
+	}
+	return c.appendValue(dst, v, depth, top+2)
 }
 
 // cjsonEscapeTable is lua-cjson's char2escape table: "" means copy the byte.

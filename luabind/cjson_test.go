@@ -370,10 +370,18 @@ end
 local v = decode(doc)
 local a, b = {}, {}
 dump(v, a)
-local enc = cjson.encode(v)
+local enc = encode(v)
 mutate(v)
 dump(v, b)
-return join(a), enc, join(b), cjson.encode(v)
+local m = {10, 20, nil, 40, x = 1, [2.5] = "f", [-1] = "neg", [2^40] = "big", y = {}}
+m.x = nil
+m.z = 3
+m[100] = "far"
+local n = {1, 2, 3}
+n.k = "v"
+n.k = nil
+n[2] = nil
+return join(a), enc, join(b), encode(v), encode(m), encode(n), encode({[1.5] = 1}), encode({nil, nil, 3, k = 1})
 `
 
 func TestCjsonDirectTablesMatchPublicAPI(t *testing.T) {
@@ -403,8 +411,11 @@ func TestCjsonDirectTablesMatchPublicAPI(t *testing.T) {
 			require.NoError(t, L.DoString(`cjson = require "cjson"`))
 			direct, public := newCjsonConfig(L), newCjsonConfig(L)
 			public.publicTables = true
+			// Integer keys are formatted with the precision too.
+			direct.precision, public.precision = 1, 1
 			run := func(c *cjsonConfig) string {
 				L.SetGlobal("decode", L.NewFunction(func(L *lua.LState) int { return c.luaDecode(L, false) }))
+				L.SetGlobal("encode", L.NewFunction(func(L *lua.LState) int { return c.luaEncode(L, false) }))
 				L.SetGlobal("doc", lua.LString(doc))
 				return cjsonEval(t, L, cjsonTablesDump)
 			}
