@@ -464,7 +464,8 @@ nil expecting key_transform = { escape, unescape } table
 "100%" "v2" "0"
 "/x?y=z&w" "v3" "0"
 "日本語" "v4" "0"
-"tab\tnl\n" "v5" "0"
+"tab\9nl\
+" "v5" "0"
 "+plus" "v6" "0"
 "v1"
 "v2"

@@ -228,11 +228,30 @@ func (vm *VM) luajitCompat() {
 		return 1
 	}))
 	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
+	L.SetGlobal("error", L.NewFunction(luaError))
 	str := L.GetGlobal("string").(*lua.LTable)
 	format := str.RawGetString("format")
 	str.RawSetString("format", L.NewFunction(func(L *lua.LState) int {
 		return luajitFormat(L, format)
 	}))
+}
+
+// luaError is Lua 5.1's error(message [, level]): a string message gets the
+// position of the function at level (1: error's caller) when that is a Lua
+// function — none for pcall(error, "x"), as in LuaJIT, where gopher-lua's
+// skips Go frames — and error() raises nil rather than complaining.
+func luaError(L *lua.LState) int {
+	obj := L.Get(1)
+	level := L.OptInt(2, 1)
+	if msg, ok := obj.(lua.LString); ok && level > 0 {
+		if dbg, ok := L.GetStack(level); ok {
+			if _, err := L.GetInfo("Sl", dbg, lua.LNil); err == nil && dbg.CurrentLine > 0 {
+				obj = lua.LString(shortSource(dbg.Source) + ":" + strconv.Itoa(dbg.CurrentLine) + ": " + string(msg))
+			}
+		}
+	}
+	L.Error(obj, 0)
+	return 0
 }
 
 // luajitFormat is string.format with LuaJIT's %q; everything else is

@@ -326,3 +326,19 @@ func TestStringFormatWithoutQ(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, "7-x- 1.50plain", string(ctx.Response.Body()))
 }
+
+func TestErrorPositionsAsLua51(t *testing.T) {
+	ctx, _, err, _ := runChunk(t, "/", `
+local function f() error("lvl2", 2) end
+ngx.say(select(2, pcall(error, "direct")))
+ngx.say(select(2, pcall(function() error("inner") end)))
+ngx.say(select(2, pcall(function() error("nopos", 0) end)))
+ngx.say(select(2, pcall(function() f() end)))
+ngx.say(pcall(error))
+ngx.say(type(select(2, pcall(error, {}))))`, 0)
+	require.NoError(t, err)
+	assert.Equal(t, "direct\ncontent_by_lua(nginx.conf:1):4: inner\nnopos\ncontent_by_lua(nginx.conf:1):6: lvl2\nfalsenil\ntable\n", string(ctx.Response.Body()))
+	_, _, err, _ = runChunk(t, "/", "\nerror('boom')", 0)
+	require.Error(t, err)
+	assert.Equal(t, "content_by_lua(nginx.conf:1):2: boom", err.Error())
+}

@@ -64,8 +64,6 @@ var compatKnownDifferences = map[string]string{
 		"(Go formatting, as tostring); needs a gopher-lua change, not reachable from luabind",
 	"error GET /compat/error/vm-messages": "gopher-lua's runtime error wording (\"attempt to index a non-table object(nil) " +
 		"with key 'y'\", \"cannot perform concat operation…\") differs from Lua 5.1/LuaJIT's",
-	"error GET /compat/error/pcall-builtin": "gopher-lua's error() adds the caller's position even when pcall calls it " +
-		"directly, and error() without a value raises \"bad argument #1\" instead of erroring with nil",
 
 	// luabind: the ngx API.
 	"header GET /compat/header/content-type-casing": "same as header/casing for cache-control, location, content-encoding " +
