@@ -3,6 +3,7 @@ package memcached
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"errors"
 	"fmt"
 	"net"
@@ -78,6 +79,9 @@ type call struct {
 	items  map[string]*Item
 	stats  map[string]string
 	quiet  []quietFail
+	// raw, when set, receives a copy of the terminal response whatever its
+	// status (Mux.Do).
+	raw *Response
 }
 
 // quietFail is the failure of the quiet request at offset index of a batch.
@@ -109,9 +113,19 @@ type mconn struct {
 	lost func(*mconn, error)
 
 	// Used only by the goroutine holding the reader role.
-	resp   Response
-	tv     TextValue
+	resp Response
+	tv   TextValue
+	// readDL is the socket's read deadline: the reader's alone, unless
+	// earliest is set, when it is guarded by mu.
 	readDL time.Time
+	// earliest makes the reader wait no longer than the earliest deadline
+	// of all pending calls rather than the head's: a Mux's callers bring
+	// deadlines of their own, and one that is cut short must not wait
+	// behind a longer one.
+	earliest bool
+	// hangup is set when a reply said the server wants SASL first: the
+	// server closes the connection after saying so.
+	hangup bool
 
 	mu       sync.Mutex
 	wbuf     []byte
@@ -148,9 +162,12 @@ func (m *mconn) begin() error {
 	return nil
 }
 
-// enqueue makes c the newest pending call; m.mu is held.
+// enqueue makes c the newest pending call; m.mu is held. A deadline the
+// caller set is kept.
 func (m *mconn) enqueue(c *call) {
-	c.deadline = time.Now().Add(m.timeout)
+	if c.deadline.IsZero() {
+		c.deadline = time.Now().Add(m.timeout)
+	}
 	m.queue = append(m.queue, c)
 	m.inflight.Add(1)
 }
@@ -177,7 +194,11 @@ func (m *mconn) addBinary(c *call, req *Request, last bool) {
 func (m *mconn) addText(c *call) { m.enqueue(c) }
 
 // commit unlocks m and writes the buffer unless another caller is writing.
-func (m *mconn) commit() {
+func (m *mconn) commit() { m.commitSend(m.send) }
+
+// commitSend is commit with the caller's send timeout for the write it may
+// do (other callers' requests in the same write share it).
+func (m *mconn) commitSend(send time.Duration) {
 	if m.writing {
 		m.mu.Unlock()
 		return
@@ -192,7 +213,7 @@ func (m *mconn) commit() {
 		runtime.Gosched()
 		m.mu.Lock()
 	}
-	m.writeLoop(false)
+	m.writeLoop(false, send)
 }
 
 // bigWrite is the batch size past which writing moves to its own goroutine:
@@ -200,14 +221,15 @@ func (m *mconn) commit() {
 // cannot send its replies stops reading requests.
 const bigWrite = 256 << 10
 
-// writeLoop writes until the buffer stays empty; m.mu is held and
-// m.writing set on entry, and both are released on return.
-func (m *mconn) writeLoop(background bool) {
+// writeLoop writes until the buffer stays empty, each write bounded by
+// send; m.mu is held and m.writing set on entry, and both are released on
+// return.
+func (m *mconn) writeLoop(background bool, send time.Duration) {
 	for {
 		if !background && len(m.wbuf) > bigWrite {
 			go func() {
 				m.mu.Lock()
-				m.writeLoop(true)
+				m.writeLoop(true, send)
 			}()
 			m.mu.Unlock()
 			return
@@ -215,7 +237,7 @@ func (m *mconn) writeLoop(background bool) {
 		out := m.wbuf
 		m.wbuf = m.spare[:0]
 		m.mu.Unlock()
-		m.nc.SetWriteDeadline(time.Now().Add(m.send)) //nolint:errcheck
+		m.nc.SetWriteDeadline(time.Now().Add(send)) //nolint:errcheck
 		_, err := m.nc.Write(out)
 		m.mu.Lock()
 		m.spare = out[:0]
@@ -301,6 +323,10 @@ func (m *mconn) read(self *call) {
 		} else {
 			head.done <- doneResult
 		}
+		if m.hangup {
+			m.drain(pending(self, selfDone), fmt.Errorf("%w: the server requires SASL and closed the connection", ErrAuth))
+			return
+		}
 	}
 	m.mu.Lock()
 	if m.qhead < len(m.queue) {
@@ -339,9 +365,30 @@ func (m *mconn) replyBuffered() bool {
 // blockingRead sets the socket's read deadline to head's before a read that
 // may wait for the network.
 func (m *mconn) blockingRead(head *call) {
+	if m.earliest {
+		dl := head.deadline
+		m.mu.Lock()
+		for _, c := range m.queue[m.qhead:] {
+			if c.deadline.Before(dl) {
+				dl = c.deadline
+			}
+		}
+		m.setReadDeadline(dl)
+		m.mu.Unlock()
+		return
+	}
 	if !head.deadline.Equal(m.readDL) {
 		m.readDL = head.deadline
 		m.nc.SetReadDeadline(head.deadline) //nolint:errcheck
+	}
+}
+
+// setReadDeadline moves the socket's read deadline to dl, also under a
+// reader already blocked; m.mu is held.
+func (m *mconn) setReadDeadline(dl time.Time) {
+	if !dl.Equal(m.readDL) {
+		m.readDL = dl
+		m.nc.SetReadDeadline(dl) //nolint:errcheck
 	}
 }
 
@@ -360,6 +407,10 @@ func (m *mconn) readReply(head *call) (bool, error) {
 	}
 	hb, err := m.br.Peek(HeaderLen)
 	if err != nil {
+		if head.raw != nil {
+			// As Conn.Receive reports it: a clean EOF between replies.
+			return false, err
+		}
 		return false, unexpected(err)
 	}
 	if n := HeaderLen + int(ParseHeader(hb).BodyLen); m.br.Buffered() < n {
@@ -373,8 +424,30 @@ func (m *mconn) readReply(head *call) (bool, error) {
 		return false, fmt.Errorf("%w: reply opaque %d (%s) outside the waiting request's %d..%d", ErrProtocol, r.Opaque, r.Opcode, head.first, head.last)
 	}
 	terminal := r.Opaque == head.last && (!head.statMulti || len(r.Key) == 0 || r.Status != StatusNoError)
+	if head.raw != nil && terminal {
+		head.raw.copyFrom(r)
+		if (r.Status == StatusAuthError || r.Status == statusAuthFailure) && r.Opcode != OpSASLAuth && r.Opcode != OpSASLStep {
+			m.hangup = true
+		}
+		return true, nil
+	}
 	head.takeBinary(r, terminal)
 	return terminal, nil
+}
+
+// statusAuthFailure is the status memcached sends (rather than the
+// protocol draft's 0x08) when a command needs SASL first.
+const statusAuthFailure Status = 0x20
+
+// copyFrom makes r a copy of src in r's own buffer.
+func (r *Response) copyFrom(src *Response) {
+	r.Header = src.Header
+	n := int(src.BodyLen)
+	r.buf = append(r.buf[:0], src.buf[:n]...)
+	e, k := int(src.ExtrasLen), int(src.KeyLen)
+	r.Extras = r.buf[:e:e]
+	r.Key = r.buf[e : e+k : e+k]
+	r.Value = r.buf[e+k : n : n]
 }
 
 // fail closes m with err (the first error wins). A reader, if any, then
@@ -552,3 +625,131 @@ func (c *call) lineErr(err error) error {
 	}
 	return err
 }
+
+// Mux is the shared transport to one server for callers that own no
+// connection: single-response binary requests from every goroutine are
+// pipelined onto at most DefaultConnsPerServer connections, as the Client's
+// are, and each caller gets its own response back verbatim, whatever its
+// status. Connections come from the Mux's Pool (an idle one, or a new dial
+// with the pool's options and SASL), so a Mux is keyed exactly like its
+// pool; they never go back to it. Safe for concurrent use.
+type Mux struct {
+	pool *Pool
+	srv  muxServer
+}
+
+// Mux returns the process-wide Mux in front of p, creating it on first use:
+// every caller of the same Pool shares its connections.
+func (p *Pool) Mux() *Mux {
+	if x, ok := poolMuxes.Load(p); ok {
+		return x.(*Mux)
+	}
+	x, _ := poolMuxes.LoadOrStore(p, newMux(p))
+	return x.(*Mux)
+}
+
+// poolMuxes is the process-wide registry of Muxes, by Pool (*Pool → *Mux).
+// An entry lives as long as the process: a Mux whose pool was closed fails
+// its calls with ErrClosed and closes its connections on next use.
+var poolMuxes sync.Map
+
+func newMux(p *Pool) *Mux {
+	return &Mux{pool: p, srv: muxServer{addr: p.addr, conns: make([]atomic.Pointer[mconn], DefaultConnsPerServer)}}
+}
+
+// Addr returns the server address.
+func (x *Mux) Addr() string { return x.pool.addr }
+
+// Do sends req, which must expect exactly one response (not quiet, not
+// Stat), and waits for that response, copied into resp's own buffer.
+// req.Opaque is replaced by the Mux's (resp.Opaque shows it). The write is
+// bounded by send and the wait by read from now; ctx bounds a dial. The
+// connection is read with the earliest deadline of its pending calls, and a
+// timeout fails all of them: a server too slow for one caller's deadline
+// costs the calls beside it their connection.
+//
+// A non-success status is not an error: it is in resp.Status. Errors are
+// a *DialError wrapping Pool.Get's (ErrClosed once the pool is closed), I/O
+// errors, ErrTimeout (which fails every call queued on the connection, as
+// the stream is then out of step) and ErrProtocol; ErrAuth when an earlier
+// reply on the connection said the server wants SASL, after which it hangs
+// up.
+func (x *Mux) Do(ctx context.Context, req *Request, resp *Response, send, read time.Duration) error {
+	if req.Opcode.Quiet() || req.Opcode == OpStat {
+		return fmt.Errorf("memcached: Mux.Do: %s expects no single response", req.Opcode)
+	}
+	m, err := x.conn(ctx)
+	if err != nil {
+		return &DialError{err}
+	}
+	if err := m.begin(); err != nil {
+		// It failed since it was picked: one more try, on a live one.
+		if m, err = x.conn(ctx); err != nil {
+			return &DialError{err}
+		}
+		if err := m.begin(); err != nil {
+			return err
+		}
+	}
+	cl := getCall()
+	defer putCall(cl)
+	cl.op, cl.raw = req.Opcode, resp
+	cl.deadline = time.Now().Add(read)
+	m.addBinary(cl, req, true)
+	if m.earliest && m.reading && cl.deadline.Before(m.readDL) {
+		m.setReadDeadline(cl.deadline)
+	}
+	m.commitSend(send)
+	return m.wait(cl)
+}
+
+// conn returns a live connection, taking one from the pool when there is
+// none, or when the live ones are busy and a slot is free.
+func (x *Mux) conn(ctx context.Context) (*mconn, error) {
+	s := &x.srv
+	best, empty := s.pick()
+	if best != nil && empty < 0 {
+		return best, nil
+	}
+	s.dialMu.Lock()
+	defer s.dialMu.Unlock()
+	if best, empty = s.pick(); best != nil && empty < 0 {
+		return best, nil
+	}
+	c, err := x.pool.Get(ctx)
+	if err != nil {
+		if errors.Is(err, ErrClosed) {
+			x.Close() //nolint:errcheck // the pool is gone: so are its connections
+			return nil, err
+		}
+		if best != nil {
+			return best, nil // a spare connection failed; the busy one works
+		}
+		return nil, err
+	}
+	m := newMconn(c, Binary, c.opts.sendTimeout()+c.opts.readTimeout())
+	m.lost, m.earliest = s.lost, true
+	if old := s.conns[empty].Swap(m); old != nil {
+		old.fail(ErrClosed)
+	}
+	return m, nil
+}
+
+// Close closes the Mux's connections, failing the calls in flight with
+// ErrClosed; a later Do takes a new connection from the pool.
+func (x *Mux) Close() error {
+	for i := range x.srv.conns {
+		if m := x.srv.conns[i].Swap(nil); m != nil {
+			m.fail(ErrClosed)
+		}
+	}
+	return nil
+}
+
+// DialError is what Mux.Do returns when it could not get a connection
+// (a refused or timed-out connect, a failed SASL), so that a caller can tell
+// it from a request that failed on the wire. Its text is the dial error's.
+type DialError struct{ Err error }
+
+func (e *DialError) Error() string { return e.Err.Error() }
+func (e *DialError) Unwrap() error { return e.Err }
