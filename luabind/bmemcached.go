@@ -207,10 +207,11 @@ type bmemBucket struct {
 	cl        *bmemCluster
 	name      string
 	pools     []*memcached.Pool
-	peerNames []lua.LString // "addr/bucket", as the library names a pool
-	timeout   time.Duration // socket timeout; 0: the request's lua_socket_* defaults
-	poolSize  int           // 0: lua_socket_pool_size
-	poolIdle  time.Duration // 0: lua_socket_keepalive_timeout
+	muxes     []*memcached.Mux // the pools' shared transports, for sync ops
+	peerNames []lua.LString    // "addr/bucket", as the library names a pool
+	timeout   time.Duration    // socket timeout; 0: the request's lua_socket_* defaults
+	poolSize  int              // 0: lua_socket_pool_size
+	poolIdle  time.Duration    // 0: lua_socket_keepalive_timeout
 }
 
 var bmemBucketOpts = map[string]bool{"name": true, "password": true, "timeout": true, "pool_size": true, "pool_idle": true}
@@ -260,9 +261,11 @@ func (m *bmem) newBucket(L *lua.LState) int {
 	for _, addr := range c.addrs {
 		peer := addr + "/" + b.name
 		key := bmemPoolKey(peer, user, pass, connect)
-		b.pools = append(b.pools, pools.Pool(key, addr, &memcached.Options{
+		pool := pools.Pool(key, addr, &memcached.Options{
 			ConnectTimeout: connect, Username: user, Password: pass,
-		}))
+		})
+		b.pools = append(b.pools, pool)
+		b.muxes = append(b.muxes, pool.Mux())
 		b.peerNames = append(b.peerNames, lua.LString(peer))
 	}
 	ud := L.NewUserData()
@@ -282,9 +285,9 @@ func (m *bmem) newSession(L *lua.LState) int {
 	b := bmemCheckUD[*bmemBucket](L, "bucket", "session")
 	s := &bmemSession{m: m, b: b}
 	if len(b.pools) == 1 {
-		s.conns = s.one[:]
+		s.conns, s.shared = s.one[:], s.sharedOne[:]
 	} else {
-		s.conns = make([]*bmemConn, len(b.pools))
+		s.conns, s.shared = make([]*bmemConn, len(b.pools)), make([]bool, len(b.pools))
 	}
 	ud := L.NewUserData()
 	ud.Value = s
@@ -399,19 +402,19 @@ func bmemStatusText(s memcached.Status) string {
 	return s.String()
 }
 
-// bmemStatusLV holds header.status values as ready Lua strings, so building
-// a result does not convert a Go string per call.
-var bmemStatusLV = func() map[memcached.Status]lua.LValue {
-	m := make(map[memcached.Status]lua.LValue, len(bmemStatusNames))
+// bmemStatusLV holds header.status values as ready Lua strings, by status
+// (all known statuses are below 0x100), so building a result neither
+// converts a Go string nor looks up a map.
+var bmemStatusLV = func() (t [0x100]lua.LValue) {
 	for _, s := range bmemStatusNames {
-		m[s.st] = lua.LString(bmemStatusText(s.st))
+		t[s.st] = lua.LString(bmemStatusText(s.st))
 	}
-	return m
+	return t
 }()
 
 func bmemStatusValue(s memcached.Status) lua.LValue {
-	if v, ok := bmemStatusLV[s]; ok {
-		return v
+	if s < memcached.Status(len(bmemStatusLV)) && bmemStatusLV[s] != nil {
+		return bmemStatusLV[s]
 	}
 	return lua.LString(s.String())
 }

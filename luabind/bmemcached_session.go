@@ -15,11 +15,16 @@ import (
 // setkeepalive pools them or close closes them; whatever a handler forgets
 // is released when its request ends.
 type bmemSession struct {
-	m      *bmem
-	b      *bmemBucket
-	conns  []*bmemConn // by server index; nil where not open
-	one    [1]*bmemConn
-	hooked bool // to be released when the current request ends
+	m     *bmem
+	b     *bmemBucket
+	conns []*bmemConn // by server index; nil where not open
+	one   [1]*bmemConn
+	// shared marks the servers whose sync ops went through the bucket's
+	// shared transport since the session last let go of its connections:
+	// noop answers for them as for an open connection.
+	shared    []bool
+	sharedOne [1]bool
+	hooked    bool // to be released when the current request ends
 }
 
 // bmemConn is one of a session's connections and the bookkeeping that says
@@ -285,9 +290,16 @@ func (s *bmemSession) do(L *lua.LState, name string, req *memcached.Request) int
 	return 1
 }
 
-// call sends req with opaque 0 on server idx and returns its result table;
-// responses to earlier async requests read on the way are stashed.
+// call sends req with opaque 0 on server idx and returns its result table.
+// Until the session has a connection of its own to that server, the request
+// goes on the bucket's shared transport, pipelined with every other VM's;
+// once it has one (a quiet or async request made it), everything goes there,
+// in order, and responses to earlier async requests read on the way are
+// stashed.
 func (s *bmemSession) call(L *lua.LState, idx int, req *memcached.Request) *lua.LTable {
+	if s.conns[idx] == nil {
+		return s.callShared(L, idx, req)
+	}
 	bc := s.conn(L, idx)
 	req.Opaque = 0
 	bc.send(L, req)
@@ -298,6 +310,36 @@ func (s *bmemSession) call(L *lua.LState, idx int, req *memcached.Request) *lua.
 		}
 		bc.keep(L, resp)
 	}
+}
+
+// callShared is call on the bucket's shared transport: the same result,
+// errors and log lines as on a connection of the session's own.
+func (s *bmemSession) callShared(L *lua.LState, idx int, req *memcached.Request) *lua.LTable {
+	m := s.m
+	send, read, ctx := m.timeouts(s.b)
+	mux := s.b.muxes[idx]
+	if send <= 0 {
+		L.RaiseError("bmemcached: %s: timeout (the request's deadline has passed)", mux.Addr())
+	}
+	if !s.shared[idx] {
+		s.shared[idx] = true
+		if !s.hooked {
+			m.track(s)
+		}
+	}
+	resp := &m.resp
+	if err := mux.Do(ctx, req, resp, send, read); err != nil {
+		var de *memcached.DialError
+		m.logSocketError(err, errors.As(err, &de), mux.Addr())
+		L.RaiseError("%s", bmemErrorText(mux.Addr(), err))
+	}
+	if (resp.Status == memcached.StatusAuthError || resp.Status == 0x20) &&
+		resp.Opcode != memcached.OpSASLAuth && resp.Opcode != memcached.OpSASLStep {
+		// The transport drops the connection: the server hangs up after this.
+		L.RaiseError("Not authenticated: %s: %s (the server requires SASL: give the cluster a user and password)", mux.Addr(), string(resp.Value))
+	}
+	resp.Opaque = 0
+	return m.result(L, resp)
 }
 
 // conn returns the session's connection to server idx, checking one out of
@@ -512,12 +554,21 @@ func (m *bmem) header(L *lua.LState, resp *memcached.Response) *lua.LTable {
 		cas.RawSetInt(i+1, bmemByteLV[byte(resp.CAS>>(56-8*i))])
 	}
 	h := L.CreateTable(0, 5)
-	h.RawSetString("opaque", lua.LNumber(resp.Opaque))
+	h.RawSetString("opaque", bmemNumberLV(resp.Opaque))
 	h.RawSetString("CAS", cas)
-	h.RawSetString("status_code", lua.LNumber(resp.Status))
+	h.RawSetString("status_code", bmemNumberLV(uint32(resp.Status)))
 	h.RawSetString("status", bmemStatusValue(resp.Status))
-	h.RawSetString("type", lua.LNumber(resp.DataType))
+	h.RawSetString("type", bmemByteLV[resp.DataType])
 	return h
+}
+
+// bmemNumberLV returns n as a Lua value, boxed once when it is below 256 (a
+// status code, the opaque 0 of every sync result).
+func bmemNumberLV(n uint32) lua.LValue {
+	if n < uint32(len(bmemByteLV)) {
+		return bmemByteLV[n]
+	}
+	return lua.LNumber(n)
 }
 
 // bmemByteLV are the numbers 0-255 as Lua values, boxed once: a float64
@@ -582,7 +633,7 @@ func (m *bmem) noop(L *lua.LState) int {
 	s := bmemCheckSession(L, "noop")
 	out := L.CreateTable(len(s.conns), 0)
 	for idx, bc := range s.conns {
-		if bc != nil {
+		if bc != nil || s.shared[idx] {
 			out.Append(s.call(L, idx, &memcached.Request{Opcode: memcached.OpNoop}))
 		}
 	}
@@ -612,6 +663,7 @@ func (m *bmem) flush(L *lua.LState) int {
 // closeSession says goodbye (QuitQ) on every open connection and closes it.
 func (m *bmem) closeSession(L *lua.LState) int {
 	s := bmemCheckSession(L, "close")
+	clear(s.shared) // the shared transport is not the session's to close
 	for _, bc := range s.conns {
 		if bc == nil {
 			continue
@@ -628,6 +680,7 @@ func (m *bmem) closeSession(L *lua.LState) int {
 // closed.
 func (m *bmem) setKeepalive(L *lua.LState) int {
 	s := bmemCheckSession(L, "setkeepalive")
+	clear(s.shared) // nothing to give back on the shared transport
 	for _, bc := range s.conns {
 		if bc == nil {
 			continue
@@ -686,6 +739,7 @@ func (m *bmem) requestEnd() {
 // was buffered, so no request the handler made is lost).
 func (s *bmemSession) releaseForgotten() {
 	s.hooked = false
+	clear(s.shared)
 	for _, bc := range s.conns {
 		if bc == nil {
 			continue

@@ -135,14 +135,18 @@ func TestBmemForgottenConnectionsAreReleased(t *testing.T) {
 		code string
 		idle int // pooled connections after the request
 	}{
-		{"clean session is pooled", `ses:set(k, "v")`, 1},
-		{"setkeepalive pools", `ses:set(k, "v") ses:setkeepalive()`, 1},
+		// Sync ops alone go on the bucket's shared transport: the session
+		// owns no connection, so there is nothing to pool.
+		{"sync ops own no connection", `ses:set(k, "v")`, 0},
+		{"sync ops then setkeepalive", `ses:set(k, "v") ses:setkeepalive()`, 0},
+		{"clean session is pooled", `ses:setQ(k, "v") ses:noop()`, 1},
+		{"setkeepalive pools", `ses:setQ(k, "v") ses:get(k) ses:setkeepalive()`, 1},
 		{"pending response closes", `ses:set(k, "v") ses:send(c.op_code.Get, {key = k})`, 0},
 		{"unsettled quiet request closes", `ses:setQ(k, "v")`, 0},
 		{"setkeepalive drains a pending response", `ses:set(k, "v") ses:send(c.op_code.Get, {key = k}) ses:setkeepalive()`, 1},
 		{"setkeepalive settles quiet requests", `ses:setQ(k, "v") ses:addQ(k, "w") ses:setkeepalive()`, 1},
 		{"closed session leaves nothing", `ses:set(k, "v") ses:close()`, 0},
-		{"error mid-request still releases", `ses:set(k, "v") error("handler failed")`, 1},
+		{"error mid-request still releases", `ses:setQ(k, "v") ses:noop() error("handler failed")`, 1},
 	}
 	forEachBackend(t, func(t *testing.T, b bmemBackend) {
 		for _, tt := range tests {
