@@ -104,9 +104,9 @@ type cjsonConfig struct {
 
 	// Per decode call, dropped at its end so that nothing of one input is
 	// pinned by the next: slab is what remains of the chunk the built tables
-	// take their key lists from, and lastKeys[depth] the key
-	// list of the object last built at that depth, whose boxed keys a sibling
-	// with the same keys (an array of records) reuses.
+	// take their key lists from, and lastKeys[depth] the key list of the
+	// object last built at that depth, whose boxed keys a sibling with the
+	// same keys (an array of records) reuses.
 	slab     []lua.LValue
 	lastKeys [cjsonKeyReuseDepth][]lua.LValue
 
