@@ -29,6 +29,11 @@ import (
 //   - Synchronous calls are sent with opaque 0, so their results show
 //     opaque 0 as the library's do; quiet and async requests get opaques
 //     unique within the VM.
+//   - Synchronous calls of a session that has no connection of its own to
+//     the server yet (no quiet op, send or stat there) are pipelined on the
+//     bucket's shared connections (memcached.Mux, at most two per server
+//     for the whole process), not on a pooled one: the server sees far fewer
+//     connections, and a timeout there fails the calls pipelined beside it.
 //   - Quiet/async results carry the socket as userdata in peer, so (as in
 //     OpenResty) cjson.encode cannot print them.
 //   - receive(peer, {opaque = n}) answers nil for a quiet request that
