@@ -7,6 +7,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
 
+	"luaserve/memcached"
 	"luaserve/memcached/server"
 )
 
@@ -58,4 +59,20 @@ func BenchmarkBmemSeedRoute(b *testing.B) {
 	b.Run("memcached", func(b *testing.B) {
 		benchBmem(b, realMemcached(b), benchSeedRoute)
 	})
+}
+
+// The two result tables of the seed route: set's, then get's with a value.
+func BenchmarkBmemResult(b *testing.B) {
+	v := newBmemVM(b, nil)
+	m := &bmem{vm: v.vm}
+	L := v.vm.L
+	set := memcached.Response{Header: memcached.Header{Opcode: memcached.OpSet, CAS: 0x1234}}
+	get := memcached.Response{Header: memcached.Header{Opcode: memcached.OpGet, CAS: 0x1234}, Value: []byte("7")}
+	miss := memcached.Response{Header: memcached.Header{Opcode: memcached.OpGet, Status: memcached.StatusKeyNotFound}, Value: []byte("Not found")}
+	b.ReportAllocs()
+	for b.Loop() {
+		m.result(L, &set)
+		m.result(L, &get)
+		m.result(L, &miss)
+	}
 }
