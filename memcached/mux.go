@@ -638,20 +638,18 @@ type Mux struct {
 	srv  muxServer
 }
 
-// Mux returns the process-wide Mux in front of p, creating it on first use:
-// every caller of the same Pool shares its connections.
+// Mux returns the Mux in front of p, creating it on first use: every caller
+// of the same Pool shares its connections. Pool.Close closes it.
 func (p *Pool) Mux() *Mux {
-	if x, ok := poolMuxes.Load(p); ok {
-		return x.(*Mux)
+	if x := p.mux.Load(); x != nil {
+		return x
 	}
-	x, _ := poolMuxes.LoadOrStore(p, newMux(p))
-	return x.(*Mux)
+	x := newMux(p)
+	if p.mux.CompareAndSwap(nil, x) {
+		return x
+	}
+	return p.mux.Load()
 }
-
-// poolMuxes is the process-wide registry of Muxes, by Pool (*Pool → *Mux).
-// An entry lives as long as the process: a Mux whose pool was closed fails
-// its calls with ErrClosed and closes its connections on next use.
-var poolMuxes sync.Map
 
 func newMux(p *Pool) *Mux {
 	return &Mux{pool: p, srv: muxServer{addr: p.addr, conns: make([]atomic.Pointer[mconn], DefaultConnsPerServer)}}

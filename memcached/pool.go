@@ -3,6 +3,7 @@ package memcached
 import (
 	"context"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,6 +20,8 @@ type Pool struct {
 	idle   []*Conn // most recently returned last
 	maxAge []time.Duration
 	closed bool
+
+	mux atomic.Pointer[Mux] // the shared transport, made on first use
 }
 
 // NewPool returns an empty pool for addr; opts (may be nil) is used for every
@@ -159,6 +162,9 @@ func (p *Pool) Close() error {
 	p.mu.Unlock()
 	for _, c := range idle {
 		c.Close() //nolint:errcheck
+	}
+	if x := p.mux.Load(); x != nil {
+		x.Close() //nolint:errcheck // closing anyway
 	}
 	return nil
 }
