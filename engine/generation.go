@@ -216,8 +216,7 @@ func (g *generation) chunkProto(c *LuaChunk) (*lua.FunctionProto, error) {
 // compileFile compiles a Lua file with the "@path" chunk name Lua uses, so
 // errors and tracebacks name the file.
 func compileFile(path string) (*lua.FunctionProto, error) {
-	waitStill(path)
-	src, err := os.ReadFile(path)
+	src, err := readStill(path)
 	if err != nil {
 		// %w keeps fs.ErrNotExist visible: a missing file answers 404.
 		return nil, fmt.Errorf("failed to load external Lua file %q: cannot open %s: %w", path, path, errors.Unwrap(err))
@@ -349,23 +348,23 @@ func luaEnv(vars []EnvVar) map[string]string {
 	return env
 }
 
-// waitStill waits (at most a second) until path has not been modified for
-// ReloadSettle, so a file being rewritten in place (truncate, then write) is
-// not compiled half-written: hot reload makes reading a file just after a
-// write the common case. Files older than that cost one stat.
-func waitStill(path string) {
+// readStill reads path once it has not been modified for ReloadSettle and
+// did not change while it was read, so a file being rewritten in place
+// (truncate, then write) is never compiled half-written: hot reload makes
+// reading a file just after a write the common case. A file older than that
+// costs two stats. After a second of churn it reads what is there.
+func readStill(path string) ([]byte, error) {
 	deadline := time.Now().Add(time.Second)
-	prev := statFile(path)
-	for !prev.missing && time.Now().Before(deadline) {
-		age := time.Since(time.Unix(0, prev.mtime))
-		if age >= ReloadSettle {
-			return
+	for {
+		st := statFile(path)
+		if age := time.Since(time.Unix(0, st.mtime)); !st.missing && age < ReloadSettle && time.Now().Before(deadline) {
+			time.Sleep(ReloadSettle - age)
+			continue
 		}
-		time.Sleep(ReloadSettle - age)
-		cur := statFile(path)
-		if cur == prev {
-			return
+		src, err := os.ReadFile(path)
+		if err != nil || statFile(path) == st || !time.Now().Before(deadline) {
+			return src, err
 		}
-		prev = cur
+		// Changed while being read: wait for the writer to finish.
 	}
 }
