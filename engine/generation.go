@@ -351,18 +351,21 @@ func luaEnv(vars []EnvVar) map[string]string {
 // readStill reads path once it has not been modified for ReloadSettle and
 // did not change while it was read, so a file being rewritten in place
 // (truncate, then write) is never compiled half-written: hot reload makes
-// reading a file just after a write the common case. A file older than that
-// costs two stats. After a second of churn it reads what is there.
+// reading a file just after a write the common case. An empty file is
+// waited on for up to a second too: a writer descheduled between its
+// truncate and its write looks exactly like that, and an empty module is
+// almost never meant. After a second it reads what is there.
 func readStill(path string) ([]byte, error) {
 	deadline := time.Now().Add(time.Second)
 	for {
 		st := statFile(path)
-		if age := time.Since(time.Unix(0, st.mtime)); !st.missing && age < ReloadSettle && time.Now().Before(deadline) {
-			time.Sleep(ReloadSettle - age)
+		early := time.Now().Before(deadline)
+		if age := time.Since(time.Unix(0, st.mtime)); !st.missing && early && (age < ReloadSettle || st.size == 0) {
+			time.Sleep(max(ReloadSettle-age, ReloadSettle/4))
 			continue
 		}
 		src, err := os.ReadFile(path)
-		if err != nil || statFile(path) == st || !time.Now().Before(deadline) {
+		if err != nil || statFile(path) == st || !early {
 			return src, err
 		}
 		// Changed while being read: wait for the writer to finish.
