@@ -152,3 +152,37 @@ func TestPipelinedBatchOneWrite(t *testing.T) {
 	}
 	assert.Equal(t, want.String(), roundTrip(t, c, sb.String()))
 }
+
+// curr_connections is masked in the differential cases (memcached may still
+// count a connection the previous case closed), so it is checked here.
+func TestCurrConnectionsCountsClients(t *testing.T) {
+	s, err := Start(Config{Addr: "127.0.0.1:0"})
+	require.NoError(t, err)
+	defer s.Close()
+	stat := func(c net.Conn) int {
+		_, err := c.Write([]byte("stats\r\n"))
+		require.NoError(t, err)
+		br := bufio.NewReader(c)
+		n := -1
+		for {
+			line, err := br.ReadString('\n')
+			require.NoError(t, err)
+			if line == "END\r\n" {
+				return n
+			}
+			if v, ok := strings.CutPrefix(line, "STAT curr_connections "); ok {
+				n, err = strconv.Atoi(strings.TrimSpace(v))
+				require.NoError(t, err)
+			}
+		}
+	}
+	a, err := net.Dial("tcp", s.Addr().String())
+	require.NoError(t, err)
+	defer a.Close()
+	one := stat(a)
+	b, err := net.Dial("tcp", s.Addr().String())
+	require.NoError(t, err)
+	require.Equal(t, one+1, stat(b))
+	b.Close()
+	require.Eventually(t, func() bool { return stat(a) == one }, 2*time.Second, 10*time.Millisecond)
+}

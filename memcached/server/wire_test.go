@@ -123,9 +123,11 @@ func isReset(err error) bool {
 // other value differs by nature (pid, times, memory layout) and is masked.
 // get_expired and get_flushed are left out: memcached's LRU maintainer
 // thread reclaims dead items at its own pace, so which lookup meets them
-// first is timing.
+// first is timing. curr_connections too: memcached may still count the
+// connection the previous case closed (TestCurrConnectionsCountsClients
+// checks ours).
 var statsCompared = map[string]bool{
-	"version": true, "pointer_size": true, "max_connections": true, "curr_connections": true,
+	"version": true, "pointer_size": true, "max_connections": true,
 	"cmd_get": true, "cmd_set": true, "cmd_flush": true, "cmd_touch": true,
 	"get_hits": true, "get_misses": true,
 	"delete_misses": true, "delete_hits": true, "incr_misses": true, "incr_hits": true,
