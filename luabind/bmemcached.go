@@ -49,10 +49,10 @@ func init() {
 
 func openBmemcached(vm *VM) {
 	m := &bmem{vm: vm}
-	vm.L.PreloadModule("resty.bmemcached", vm.guard(m.loader))
-	vm.L.PreloadModule("resty.bmemcached.consts", vm.guard(bmemConstsLoader))
+	vm.L.PreloadModule("resty.bmemcached", m.loader)
+	vm.L.PreloadModule("resty.bmemcached.consts", bmemConstsLoader)
 	// The library's async examples require the constants under this name.
-	vm.L.PreloadModule("resty.memcached.consts", vm.guard(bmemConstsLoader))
+	vm.L.PreloadModule("resty.memcached.consts", bmemConstsLoader)
 }
 
 // bmem is the module's per-VM state.
@@ -84,7 +84,7 @@ func (m *bmem) nextOpaque() uint32 {
 func (m *bmem) loader(L *lua.LState) int {
 	mod := L.CreateTable(0, 4)
 	mod.RawSetString("_VERSION", lua.LString("0.1"))
-	mod.RawSetString("cluster", L.NewFunction(m.vm.guard(m.newCluster)))
+	mod.RawSetString("cluster", L.NewFunction(m.newCluster))
 	m.clusterMT = m.metatable(L, "bmemcached.cluster", map[string]lua.LGFunction{
 		"bucket": m.newBucket,
 	})
@@ -101,7 +101,7 @@ func (m *bmem) metatable(L *lua.LState, name string, methods map[string]lua.LGFu
 	mt := L.CreateTable(0, 3)
 	idx := L.CreateTable(0, len(methods))
 	for k, fn := range methods {
-		idx.RawSetString(k, L.NewFunction(m.vm.guard(fn)))
+		idx.RawSetString(k, L.NewFunction(fn))
 	}
 	mt.RawSetString("__index", idx)
 	mt.RawSetString("__metatable", lua.LString(name))

@@ -87,7 +87,7 @@ func (vm *VM) openNgx() {
 		"send_headers": vm.ngxSendHeaders,
 	}
 	for name, fn := range fns {
-		ngx.RawSetString(name, L.NewFunction(vm.guard(fn)))
+		ngx.RawSetString(name, L.NewFunction(fn))
 	}
 	for name, v := range httpStatusConsts {
 		ngx.RawSetString(name, lua.LNumber(v))
@@ -130,7 +130,7 @@ func (vm *VM) openNgx() {
 	L.SetMetatable(ngx, meta)
 
 	L.SetGlobal("ngx", ngx)
-	L.SetGlobal("print", L.NewFunction(vm.guard(vm.luaPrint)))
+	L.SetGlobal("print", L.NewFunction(vm.luaPrint))
 	L.PreloadModule("ngx", func(L *lua.LState) int { L.Push(vm.ngx); return 1 })
 }
 
@@ -143,8 +143,8 @@ func (vm *VM) proxy(index, newindex lua.LGFunction) *lua.LTable {
 	L := vm.L
 	t := L.CreateTable(0, 0)
 	meta := L.CreateTable(0, 0)
-	meta.RawSetString("__index", L.NewFunction(vm.guard(index)))
-	meta.RawSetString("__newindex", L.NewFunction(vm.guard(newindex)))
+	meta.RawSetString("__index", L.NewFunction(index))
+	meta.RawSetString("__newindex", L.NewFunction(newindex))
 	L.SetMetatable(t, meta)
 	return t
 }

@@ -1398,6 +1398,18 @@ func badSubject(rx *ngxRegex, subj string) string {
 	return ""
 }
 
+// exec runs rx on subj from ctx.pos for match and find: the captures, the
+// match count (0: no match) and an error message.
+func (st *reState) exec(rx *ngxRegex, subj string, ctx *lua.LTable) ([]int, int, string) {
+	st.sub.prepare(subj, rx.flags)
+	caps := st.capsFor(rx)
+	if err := badSubject(rx, subj); err != "" {
+		return caps, 0, err
+	}
+	rc, err := rx.exec(&st.sub, reCtxPos(ctx), caps)
+	return caps, rc, err
+}
+
 func (st *reState) match(L *lua.LState) int {
 	subj, rx, msg := reArgs(L, 3)
 	if rx == nil {
@@ -1407,13 +1419,7 @@ func (st *reState) match(L *lua.LState) int {
 	}
 	ctx := reOptTable(L, 4)
 	res := reOptTable(L, 5)
-	st.sub.prepare(subj, rx.flags)
-	caps := st.capsFor(rx)
-	err := badSubject(rx, subj)
-	rc := 0
-	if err == "" {
-		rc, err = rx.exec(&st.sub, reCtxPos(ctx), caps)
-	}
+	caps, rc, err := st.exec(rx, subj, ctx)
 	if err != "" {
 		L.Push(lua.LNil)
 		L.Push(lua.LString(err))
@@ -1446,13 +1452,7 @@ func (st *reState) find(L *lua.LState) int {
 			nth = 0
 		}
 	}
-	st.sub.prepare(subj, rx.flags)
-	caps := st.capsFor(rx)
-	err := badSubject(rx, subj)
-	rc := 0
-	if err == "" {
-		rc, err = rx.exec(&st.sub, reCtxPos(ctx), caps)
-	}
+	caps, rc, err := st.exec(rx, subj, ctx)
 	if err != "" {
 		L.Push(lua.LNil)
 		L.Push(lua.LNil)

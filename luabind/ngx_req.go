@@ -34,7 +34,7 @@ func (vm *VM) openNgxReq(ngx *lua.LTable) {
 		"get_post_args": vm.reqGetPostArgs,
 		"set_uri":       vm.reqSetURI,
 	} {
-		req.RawSetString(name, L.NewFunction(vm.guard(fn)))
+		req.RawSetString(name, L.NewFunction(fn))
 	}
 	ngx.RawSetString("req", req)
 }

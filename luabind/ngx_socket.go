@@ -113,7 +113,7 @@ func openNgxSocket(vm *VM) {
 	m := &sockModule{vm: vm}
 	m.endFn = m.endRequest
 	L := vm.L
-	fn := func(f lua.LGFunction) *lua.LFunction { return L.NewFunction(vm.guard(f)) }
+	fn := func(f lua.LGFunction) *lua.LFunction { return L.NewFunction(f) }
 
 	tcpMethods := L.NewTable()
 	for name, f := range map[string]lua.LGFunction{
@@ -1043,7 +1043,7 @@ func (m *sockModule) tcpReceiveUntil(L *lua.LState) int {
 	}
 	u := &untilReader{s: s, pat: []byte(pat), inclusive: inclusive}
 	u.recovering = compileUntil(u.pat)
-	L.Push(L.NewFunction(m.vm.guard(u.read)))
+	L.Push(L.NewFunction(u.read))
 	return 1
 }
 

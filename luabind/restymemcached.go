@@ -23,7 +23,7 @@ import (
 func init() {
 	vmOpeners = append(vmOpeners, func(vm *VM) {
 		m := &rmcModule{vm: vm}
-		vm.L.PreloadModule("resty.memcached", vm.guard(m.loader))
+		vm.L.PreloadModule("resty.memcached", m.loader)
 	})
 }
 
@@ -141,7 +141,6 @@ func (m *rmcModule) loader(L *lua.LState) int {
 		L.Push(m.mod)
 		return 1
 	}
-	vm := m.vm
 	fns := map[string]lua.LGFunction{
 		"new":              m.new,
 		"connect":          m.connect,
@@ -174,7 +173,7 @@ func (m *rmcModule) loader(L *lua.LState) int {
 	}
 	mod := L.CreateTable(0, len(fns)+1)
 	for name, fn := range fns {
-		mod.RawSetString(name, L.NewFunction(vm.guard(fn)))
+		mod.RawSetString(name, L.NewFunction(fn))
 	}
 	mod.RawSetString("_VERSION", lua.LString("0.17"))
 	m.mt = L.CreateTable(0, 2)

@@ -56,7 +56,7 @@ type Options struct {
 	// SharedDict returns the process-wide dict of a lua_shared_dict, or nil.
 	SharedDict func(name string) *SharedDict
 	// Clock is the cached time behind ngx.now and friends (default: one
-	// process-wide clock the engine updates per request, see UpdateClock).
+	// process-wide clock the engine sets per request, see SetClock).
 	Clock Clock
 	// Compile, when set, compiles the Lua files require finds on
 	// package.path (see installSearcher); nil keeps gopher-lua's loader,
@@ -78,12 +78,9 @@ type Options struct {
 // defaultClock is the process-wide cached time, as nginx's is per worker.
 var defaultClock = NewCachedClock()
 
-// UpdateClock refreshes the default clock; the engine calls it as a request
-// starts, as nginx updates its time once per event-loop turn.
-func UpdateClock() { defaultClock.Update() }
-
-// SetClock sets the default clock to now, which the caller just read (the
-// engine reads the time once per request).
+// SetClock sets the default clock to now, which the caller just read: the
+// engine reads the time once per request, as nginx updates its time once per
+// event-loop turn.
 func SetClock(now time.Time) { defaultClock.Set(now) }
 
 // MemcachedPools returns the pools the memcached modules share.
@@ -200,7 +197,7 @@ func NewVM(opts *Options) (*VM, error) {
 		}))
 	}
 	for name, loader := range opts.Preload {
-		L.PreloadModule(name, vm.guard(loader))
+		L.PreloadModule(name, loader)
 	}
 	if opts.Setup != nil {
 		if err := opts.Setup(vm); err != nil {
@@ -508,11 +505,6 @@ func (vm *VM) traceback(L *lua.LState) int {
 	L.Push(lua.LString(b.String()))
 	return 1
 }
-
-// guard is kept for the bindings that wrap their functions with it; Go
-// panics are detected centrally in traceback (panickedInGo), so it needs to
-// add nothing.
-func (vm *VM) guard(fn lua.LGFunction) lua.LGFunction { return fn }
 
 // panickedInGo reports whether the error being handled is a Go panic (a bug
 // in Go code reached from Lua) rather than a Lua error. gopher-lua raises
