@@ -528,38 +528,51 @@ func (bc *bmemConn) peerTable(L *lua.LState) *lua.LTable {
 // result builds {header = {opaque, CAS, status_code, status, type}, key,
 // value}, keys inserted in that order so cjson.encode prints them so.
 func (m *bmem) result(L *lua.LState, resp *memcached.Response) *lua.LTable {
-	t := L.CreateTable(0, 3)
-	t.RawSetString("header", m.header(L, resp))
-	if len(resp.Key) > 0 {
-		t.RawSetString("key", lua.LString(resp.Key))
-	}
+	header := m.header(L, resp)
+	var value lua.LValue
 	switch {
 	case resp.Status != memcached.StatusNoError:
 		if len(resp.Value) > 0 {
-			t.RawSetString("value", lua.LString(resp.Value))
+			value = lua.LString(resp.Value)
 		}
 	case bmemIsCounterOp(resp.Opcode):
 		if n, err := resp.Counter(); err == nil {
-			t.RawSetString("value", lua.LNumber(n))
+			value = lua.LNumber(n)
 		}
 	case bmemIsGetOp(resp.Opcode) || len(resp.Value) > 0:
-		t.RawSetString("value", lua.LString(resp.Value))
+		value = lua.LString(resp.Value)
 	}
-	return t
+	switch {
+	case len(resp.Key) > 0 && value != nil:
+		return bmemResultKeyValue.table(L, header, lua.LString(resp.Key), value)
+	case len(resp.Key) > 0:
+		return bmemResultKey.table(L, header, lua.LString(resp.Key))
+	case value != nil:
+		return bmemResultValue.table(L, header, value)
+	}
+	return bmemResultHeader.table(L, header)
 }
 
+// The key sets of result tables.
+var (
+	bmemResultHeader   = newTableShape("header")
+	bmemResultKey      = newTableShape("header", "key")
+	bmemResultValue    = newTableShape("header", "value")
+	bmemResultKeyValue = newTableShape("header", "key", "value")
+	bmemHeader         = newTableShape("opaque", "CAS", "status_code", "status", "type")
+)
+
 func (m *bmem) header(L *lua.LState, resp *memcached.Response) *lua.LTable {
-	cas := L.CreateTable(8, 0)
-	for i := 0; i < 8; i++ {
-		cas.RawSetInt(i+1, bmemByteLV[byte(resp.CAS>>(56-8*i))])
+	var cas [8]lua.LValue
+	for i := range cas {
+		cas[i] = bmemByteLV[byte(resp.CAS>>(56-8*i))]
 	}
-	h := L.CreateTable(0, 5)
-	h.RawSetString("opaque", bmemNumberLV(resp.Opaque))
-	h.RawSetString("CAS", cas)
-	h.RawSetString("status_code", bmemNumberLV(uint32(resp.Status)))
-	h.RawSetString("status", bmemStatusValue(resp.Status))
-	h.RawSetString("type", bmemByteLV[resp.DataType])
-	return h
+	return bmemHeader.table(L,
+		bmemNumberLV(resp.Opaque),
+		newArrayTable(L, cas[:]...),
+		bmemNumberLV(uint32(resp.Status)),
+		bmemStatusValue(resp.Status),
+		bmemByteLV[resp.DataType])
 }
 
 // bmemNumberLV returns n as a Lua value, boxed once when it is below 256 (a

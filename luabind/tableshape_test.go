@@ -1,0 +1,67 @@
+package luabind
+
+import (
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	lua "github.com/yuin/gopher-lua"
+)
+
+// A shaped table must be the table RawSetString builds: same lookups, same
+// pairs order, and the same after Lua code adds, overwrites and removes keys
+// (two tables of one shape must not share anything a write reaches).
+func TestTableShapeIsAnOrdinaryTable(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	shape := newTableShape("header", "key", "value")
+	vals := []lua.LValue{lua.LString("h"), lua.LString("k"), lua.LNumber(7)}
+
+	shaped := shape.table(L, vals...)
+	sibling := shape.table(L, vals...)
+	plain := L.CreateTable(0, 3)
+	for i, n := range shape.names {
+		plain.RawSetString(n, vals[i])
+	}
+	arr := newArrayTable(L, lua.LNumber(1), lua.LString("two"), lua.LTrue)
+
+	require.NoError(t, L.DoString(`
+		function dump(t)
+			local out = {}
+			for k, v in pairs(t) do out[#out + 1] = tostring(k) .. "=" .. tostring(v) end
+			return table.concat(out, ",")
+		end
+		function mutate(t)
+			t.extra = 1
+			t.key = nil
+			t.value = "v2"
+			t.more = 2
+			t.key = "back"
+			return t
+		end`))
+	dump := func(tb *lua.LTable) string {
+		require.NoError(t, L.CallByParam(lua.P{Fn: L.GetGlobal("dump"), NRet: 1, Protect: true}, tb))
+		defer L.Pop(1)
+		return L.Get(-1).String()
+	}
+	mutate := func(tb *lua.LTable) {
+		require.NoError(t, L.CallByParam(lua.P{Fn: L.GetGlobal("mutate"), NRet: 1, Protect: true}, tb))
+		L.Pop(1)
+	}
+
+	require.Equal(t, "header=h,key=k,value=7", dump(shaped))
+	require.Equal(t, dump(plain), dump(shaped))
+	mutate(shaped)
+	mutate(plain)
+	require.Equal(t, dump(plain), dump(shaped))
+	require.Equal(t, "header=h,key=k,value=7", dump(sibling), "a sibling saw another table's writes")
+	require.Equal(t, "1=1,2=two,3=true", dump(arr))
+	require.Equal(t, 3, arr.Len())
+
+	t.Run("public API fallback", func(t *testing.T) {
+		saved := cjsonDirectTables
+		cjsonDirectTables = false
+		defer func() { cjsonDirectTables = saved }()
+		require.Equal(t, dump(shape.table(L, vals...)), dump(sibling))
+		require.Equal(t, "1=1,2=two,3=true", dump(newArrayTable(L, lua.LNumber(1), lua.LString("two"), lua.LTrue)))
+	})
+}
