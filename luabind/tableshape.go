@@ -68,3 +68,57 @@ func newArrayTable(L *lua.LState, vs ...lua.LValue) *lua.LTable {
 	(*cjsonLTable)(unsafe.Pointer(t)).array = slices.Clone(vs)
 	return t
 }
+
+// compactTables trims the tables reachable from the globals and the
+// registry, once a VM's libraries are set up. gopher-lua's NewTable, and
+// RawSetString on a table without a hash part, reserve 32 array slots and
+// 32 hash slots; the library tables (ngx and its many small subtables,
+// string, cjson …) hold a few entries each, so a VM carried about 130 KB of
+// empty slots, times the VMs of the pool. The walk follows table values only
+// and copies each part at its exact size, keeping the insertion order.
+func compactTables(L *lua.LState) {
+	if !cjsonDirectTables {
+		return
+	}
+	seen := make(map[*lua.LTable]bool)
+	var walk func(t *lua.LTable)
+	walk = func(t *lua.LTable) {
+		if seen[t] {
+			return
+		}
+		seen[t] = true
+		f := (*cjsonLTable)(unsafe.Pointer(t))
+		if cap(f.array) > len(f.array) {
+			f.array = slices.Clone(f.array)
+			if len(f.array) == 0 {
+				f.array = nil
+			}
+		}
+		if f.strdict != nil {
+			m := make(map[string]lua.LValue, len(f.strdict))
+			maps.Copy(m, f.strdict)
+			f.strdict = m
+		}
+		if f.dict != nil {
+			m := make(map[lua.LValue]lua.LValue, len(f.dict))
+			maps.Copy(m, f.dict)
+			f.dict = m
+		}
+		if f.k2i != nil {
+			m := make(map[lua.LValue]int, len(f.k2i))
+			maps.Copy(m, f.k2i)
+			f.k2i = m
+			f.keys = slices.Clone(f.keys)
+		}
+		if mt, ok := t.Metatable.(*lua.LTable); ok {
+			walk(mt)
+		}
+		t.ForEach(func(_, v lua.LValue) {
+			if vt, ok := v.(*lua.LTable); ok {
+				walk(vt)
+			}
+		})
+	}
+	walk(L.G.Global)
+	walk(L.G.Registry)
+}

@@ -65,3 +65,29 @@ func TestTableShapeIsAnOrdinaryTable(t *testing.T) {
 		require.Equal(t, "1=1,2=two,3=true", dump(newArrayTable(L, lua.LNumber(1), lua.LString("two"), lua.LTrue)))
 	})
 }
+
+// Compacting keeps every table's contents and pairs order, and the tables
+// stay writable.
+func TestCompactTablesKeepsContents(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	require.NoError(t, L.DoString(`
+		lib = { sub = { 1, 2, 3, x = "y" }, f = print, n = 1 }
+		lib.sub.self = lib
+		setmetatable(lib, { __index = { inherited = true } })
+		lib.gone = 1
+		lib.gone = nil
+		function dump(t)
+			local out = {}
+			for k, v in pairs(t) do out[#out + 1] = tostring(k) .. "=" .. type(v) end
+			return table.concat(out, ",")
+		end
+		before = dump(lib) .. "|" .. dump(lib.sub)`))
+	compactTables(L)
+	require.NoError(t, L.DoString(`
+		assert(before == dump(lib) .. "|" .. dump(lib.sub), before .. " ~= " .. dump(lib) .. "|" .. dump(lib.sub))
+		assert(lib.inherited == true and lib.sub[3] == 3 and #lib.sub == 3 and lib.sub.self == lib)
+		lib.sub[4] = 4
+		lib.new = "v"
+		assert(#lib.sub == 4 and lib.new == "v")`))
+}

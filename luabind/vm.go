@@ -205,6 +205,7 @@ func NewVM(opts *Options) (*VM, error) {
 			return nil, err
 		}
 	}
+	compactTables(L)
 	return vm, nil
 }
 
