@@ -86,7 +86,12 @@ func (e *Engine) handle(listenAddr string, ctx *fasthttp.RequestCtx) {
 		return
 	}
 	defer g.release()
-	now := time.Now()
+	// fasthttp read the clock just before calling the handler; reading it
+	// again costs as much as the rest of the request's bookkeeping.
+	now := ctx.Time()
+	if now.IsZero() { // a RequestCtx not served by fasthttp.Server
+		now = time.Now()
+	}
 	luabind.SetClock(now)
 	e.run(g, g.router.Server(listenAddr, ctx.Host()), ctx, nil, nil, now)
 }

@@ -38,9 +38,14 @@ func (c *CachedClock) Now() time.Time {
 // Update re-reads the system clock.
 func (c *CachedClock) Update() { c.Set(time.Now()) }
 
-// Set sets the cached time to now.
+// Set sets the cached time to now. Every request calls it, from every
+// core: storing only when the millisecond changed keeps the cache line
+// shared instead of bouncing it between cores on each request.
 func (c *CachedClock) Set(now time.Time) {
-	c.nanos.Store(now.Truncate(time.Millisecond).UnixNano())
+	ms := now.Truncate(time.Millisecond).UnixNano()
+	if c.nanos.Load() != ms {
+		c.nanos.Store(ms)
+	}
 }
 
 // registerNgxTime installs ngx.now, time, today, localtime, utctime,
