@@ -82,6 +82,8 @@ type call struct {
 	// raw, when set, receives a copy of the terminal response whatever its
 	// status (Mux.Do).
 	raw *Response
+	// text, when set, receives the text reply verbatim (Mux.DoText).
+	text *TextReply
 }
 
 // quietFail is the failure of the quiet request at offset index of a batch.
@@ -123,9 +125,11 @@ type mconn struct {
 	// deadlines of their own, and one that is cut short must not wait
 	// behind a longer one.
 	earliest bool
-	// hangup is set when a reply said the server wants SASL first: the
-	// server closes the connection after saying so.
-	hangup bool
+	// after is set when a reply was whole but the stream cannot be trusted
+	// past it: the server said it wants SASL first (and hangs up), or a text
+	// reply was not one its command is answered with. The reply's caller
+	// gets it; the calls behind fail with after.
+	after error
 
 	mu       sync.Mutex
 	wbuf     []byte
@@ -244,7 +248,7 @@ func (m *mconn) writeLoop(background bool, send time.Duration) {
 		if err != nil {
 			m.writing = false
 			m.mu.Unlock()
-			m.fail(wrapNetErr(err))
+			m.fail(&SendError{wrapNetErr(err)})
 			return
 		}
 		if len(m.wbuf) == 0 || m.err != nil {
@@ -323,8 +327,8 @@ func (m *mconn) read(self *call) {
 		} else {
 			head.done <- doneResult
 		}
-		if m.hangup {
-			m.drain(pending(self, selfDone), fmt.Errorf("%w: the server requires SASL and closed the connection", ErrAuth))
+		if m.after != nil {
+			m.drain(pending(self, selfDone), m.after)
 			return
 		}
 	}
@@ -400,6 +404,11 @@ func (m *mconn) readReply(head *call) (bool, error) {
 		if m.br.Buffered() == 0 {
 			m.blockingRead(head)
 		}
+		if head.text != nil {
+			after, err := readTextReply(m.br, head.kind, head.text, &m.tv, m.maxBody)
+			m.after = after
+			return err == nil, err
+		}
 		return true, head.readText(m.br, &m.tv, m.maxBody)
 	}
 	if m.br.Buffered() < HeaderLen {
@@ -427,7 +436,7 @@ func (m *mconn) readReply(head *call) (bool, error) {
 	if head.raw != nil && terminal {
 		head.raw.copyFrom(r)
 		if (r.Status == StatusAuthError || r.Status == statusAuthFailure) && r.Opcode != OpSASLAuth && r.Opcode != OpSASLStep {
-			m.hangup = true
+			m.after = fmt.Errorf("%w: the server requires SASL and closed the connection", ErrAuth)
 		}
 		return true, nil
 	}
@@ -627,15 +636,21 @@ func (c *call) lineErr(err error) error {
 }
 
 // Mux is the shared transport to one server for callers that own no
-// connection: single-response binary requests from every goroutine are
-// pipelined onto at most DefaultConnsPerServer connections, as the Client's
-// are, and each caller gets its own response back verbatim, whatever its
-// status. Connections come from the Mux's Pool (an idle one, or a new dial
-// with the pool's options and SASL), so a Mux is keyed exactly like its
-// pool; they never go back to it. Safe for concurrent use.
+// connection: single-response requests from every goroutine are pipelined
+// onto at most DefaultConnsPerServer connections, as the Client's are, and
+// each caller gets its own response back verbatim, whatever its status.
+// It speaks its Pool's protocol: binary requests go through Do, text
+// commands through DoText. Connections come from the Mux's Pool (an idle
+// one, or a new dial with the pool's options and SASL), so a Mux is keyed
+// exactly like its pool; they never go back to it. Safe for concurrent use.
 type Mux struct {
 	pool *Pool
 	srv  muxServer
+
+	mu sync.Mutex
+	// dialing, while a dial is in progress, is closed when it ends.
+	dialing chan struct{}
+	idle    []*Lease // most recently released last
 }
 
 // Mux returns the Mux in front of p, creating it on first use: every caller
@@ -668,26 +683,20 @@ func (x *Mux) Addr() string { return x.pool.addr }
 //
 // A non-success status is not an error: it is in resp.Status. Errors are
 // a *DialError wrapping Pool.Get's (ErrClosed once the pool is closed), I/O
-// errors, ErrTimeout (which fails every call queued on the connection, as
-// the stream is then out of step) and ErrProtocol; ErrAuth when an earlier
-// reply on the connection said the server wants SASL, after which it hangs
-// up.
+// errors (a *SendError when writing failed), ErrTimeout (which fails every
+// call queued on the connection, as the stream is then out of step) and
+// ErrProtocol; ErrAuth when an earlier reply on the connection said the
+// server wants SASL, after which it hangs up.
 func (x *Mux) Do(ctx context.Context, req *Request, resp *Response, send, read time.Duration) error {
 	if req.Opcode.Quiet() || req.Opcode == OpStat {
 		return fmt.Errorf("memcached: Mux.Do: %s expects no single response", req.Opcode)
 	}
-	m, err := x.conn(ctx)
-	if err != nil {
-		return &DialError{err}
+	if x.pool.opts.Protocol != Binary {
+		return fmt.Errorf("memcached: Mux.Do: the pool for %s speaks the %s protocol", x.pool.addr, x.pool.opts.Protocol)
 	}
-	if err := m.begin(); err != nil {
-		// It failed since it was picked: one more try, on a live one.
-		if m, err = x.conn(ctx); err != nil {
-			return &DialError{err}
-		}
-		if err := m.begin(); err != nil {
-			return err
-		}
+	m, err := x.begin(ctx, 0)
+	if err != nil {
+		return err
 	}
 	cl := getCall()
 	defer putCall(cl)
@@ -701,18 +710,134 @@ func (x *Mux) Do(ctx context.Context, req *Request, resp *Response, send, read t
 	return m.wait(cl)
 }
 
-// conn returns a live connection, taking one from the pool when there is
-// none, or when the live ones are busy and a slot is free.
-func (x *Mux) conn(ctx context.Context) (*mconn, error) {
-	s := &x.srv
-	best, empty := s.pick()
-	if best != nil && empty < 0 {
-		return best, nil
+// DoText sends cmd, one text command that CheckTextCommand accepts (a
+// single-key get or gets, a storage command, delete, incr, decr or touch),
+// and waits for its reply, copied into reply's own buffers. Other commands
+// fail with ErrUnshareable before anything is sent. Timeouts, ctx and the
+// connection's fate are as for Do, and so are the errors. A reply the
+// server refused the command with (CLIENT_ERROR, SERVER_ERROR, NOT_STORED…)
+// is not an error: it is in reply.Line, and the connection goes on. A reply
+// read in full after which the stream is out of step (a bare ERROR, a line
+// the command is never answered with) is handed back likewise, and the
+// connection fails the calls behind it. A dial, when there is no live
+// connection, is bounded by read as well as ctx.
+func (x *Mux) DoText(ctx context.Context, cmd []byte, reply *TextReply, send, read time.Duration) error {
+	kind, err := textCommandKind(cmd)
+	if err != nil {
+		return err
 	}
-	s.dialMu.Lock()
-	defer s.dialMu.Unlock()
-	if best, empty = s.pick(); best != nil && empty < 0 {
-		return best, nil
+	if x.pool.opts.Protocol != Text {
+		return fmt.Errorf("memcached: Mux.DoText: the pool for %s speaks the %s protocol", x.pool.addr, x.pool.opts.Protocol)
+	}
+	m, err := x.begin(ctx, read)
+	if err != nil {
+		return err
+	}
+	reply.reset()
+	cl := getCall()
+	defer putCall(cl)
+	cl.kind, cl.text = kind, reply
+	cl.deadline = time.Now().Add(read)
+	m.wbuf = append(m.wbuf, cmd...)
+	m.addText(cl)
+	if m.earliest && m.reading && cl.deadline.Before(m.readDL) {
+		m.setReadDeadline(cl.deadline)
+	}
+	m.commitSend(send)
+	return m.wait(cl)
+}
+
+// begin returns a live connection locked for appending a request.
+func (x *Mux) begin(ctx context.Context, timeout time.Duration) (*mconn, error) {
+	m, err := x.conn(ctx, timeout)
+	if err != nil {
+		return nil, &DialError{err}
+	}
+	if err := m.begin(); err != nil {
+		// It failed since it was picked: one more try, on a live one.
+		if m, err = x.conn(ctx, timeout); err != nil {
+			return nil, &DialError{err}
+		}
+		if err := m.begin(); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}
+
+// conn returns a live connection, taking one from the pool when there is
+// none, or when the live ones are busy and a slot is free. One dial at a
+// time: a caller that finds one in progress takes the busy connection if
+// there is one, else waits for the dial within its own bounds — a caller
+// with a short connect timeout must not wait out another's long one — and
+// then looks again (dialing itself if that dial failed). ctx and, when
+// positive, timeout bound both the wait and a dial.
+func (x *Mux) conn(ctx context.Context, timeout time.Duration) (*mconn, error) {
+	s := &x.srv
+	var deadline time.Time
+	for {
+		best, empty := s.pick()
+		if best != nil && empty < 0 {
+			return best, nil
+		}
+		if timeout > 0 && deadline.IsZero() {
+			deadline = time.Now().Add(timeout)
+		}
+		x.mu.Lock()
+		// A dial that ended since pick stored its connection before
+		// clearing dialing: look again under the lock.
+		if best, empty = s.pick(); best != nil && empty < 0 {
+			x.mu.Unlock()
+			return best, nil
+		}
+		if wait := x.dialing; wait != nil {
+			x.mu.Unlock()
+			if best != nil {
+				return best, nil
+			}
+			if err := waitDial(ctx, wait, deadline); err != nil {
+				return nil, fmt.Errorf("memcached: dial %s: %w", x.pool.addr, wrapNetErr(err))
+			}
+			continue
+		}
+		done := make(chan struct{})
+		x.dialing = done
+		x.mu.Unlock()
+		m, err := x.dial(ctx, deadline, best, empty)
+		x.mu.Lock()
+		x.dialing = nil
+		x.mu.Unlock()
+		close(done)
+		return m, err
+	}
+}
+
+// waitDial waits until dial is closed, ctx is done or deadline (if set)
+// passes.
+func waitDial(ctx context.Context, dial <-chan struct{}, deadline time.Time) error {
+	var expired <-chan time.Time
+	if !deadline.IsZero() {
+		t := time.NewTimer(time.Until(deadline))
+		defer t.Stop()
+		expired = t.C
+	}
+	select {
+	case <-dial:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-expired:
+		return context.DeadlineExceeded
+	}
+}
+
+// dial takes a connection from the pool into slot empty; best is the busy
+// connection to fall back on, if any.
+func (x *Mux) dial(ctx context.Context, deadline time.Time, best *mconn, empty int) (*mconn, error) {
+	if !deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, deadline)
+		defer cancel()
 	}
 	c, err := x.pool.Get(ctx)
 	if err != nil {
@@ -725,9 +850,9 @@ func (x *Mux) conn(ctx context.Context) (*mconn, error) {
 		}
 		return nil, err
 	}
-	m := newMconn(c, Binary, c.opts.sendTimeout()+c.opts.readTimeout())
-	m.lost, m.earliest = s.lost, true
-	if old := s.conns[empty].Swap(m); old != nil {
+	m := newMconn(c, x.pool.opts.Protocol, c.opts.sendTimeout()+c.opts.readTimeout())
+	m.lost, m.earliest = x.srv.lost, true
+	if old := x.srv.conns[empty].Swap(m); old != nil {
 		old.fail(ErrClosed)
 	}
 	return m, nil
@@ -744,6 +869,70 @@ func (x *Mux) Close() error {
 	return nil
 }
 
+// Lease stands for a connection of the caller's own where the caller in
+// fact sends its requests on a Mux: it is handed out again after Release
+// and expires when left idle, exactly as a pooled *Conn, so that an API
+// modelled on checked-out connections (lua-resty's connect, set_keepalive,
+// get_reused_times) keeps its observable behaviour without holding a
+// socket.
+type Lease struct {
+	reused int
+	idleAt time.Time
+	maxAge time.Duration
+}
+
+// ReusedTimes returns how many times the Lease was handed out again (0 for
+// a new one), as Conn.ReusedTimes does for a pooled connection.
+func (l *Lease) ReusedTimes() int { return l.reused }
+
+// Lease makes sure the Mux has a live connection — one already shared, an
+// idle one from the pool, or a new dial bounded by ctx and, when positive,
+// timeout — and returns the most recently released Lease whose idle time has
+// not run out (counting the reuse), or a new one. A failed dial is a
+// *DialError, as Pool.Get reports it.
+func (x *Mux) Lease(ctx context.Context, timeout time.Duration) (*Lease, error) {
+	if _, err := x.conn(ctx, timeout); err != nil {
+		return nil, &DialError{err}
+	}
+	now := time.Now()
+	x.mu.Lock()
+	for n := len(x.idle); n > 0; n = len(x.idle) {
+		l := x.idle[n-1]
+		x.idle[n-1] = nil
+		x.idle = x.idle[:n-1]
+		if now.Sub(l.idleAt) > l.maxAge {
+			continue
+		}
+		x.mu.Unlock()
+		l.reused++
+		return l, nil
+	}
+	x.mu.Unlock()
+	return &Lease{}, nil
+}
+
+// Release gives l back, to be forgotten after maxIdle unused (≤0:
+// DefaultMaxIdle), keeping at most poolSize released Leases (≤0:
+// DefaultPoolSize) — the oldest are forgotten first: Pool.Put's rule. A
+// Lease the caller closes is simply not released.
+func (x *Mux) Release(l *Lease, maxIdle time.Duration, poolSize int) {
+	if maxIdle <= 0 {
+		maxIdle = DefaultMaxIdle
+	}
+	if poolSize <= 0 {
+		poolSize = DefaultPoolSize
+	}
+	l.idleAt, l.maxAge = time.Now(), maxIdle
+	x.mu.Lock()
+	x.idle = append(x.idle, l)
+	if over := len(x.idle) - poolSize; over > 0 {
+		n := copy(x.idle, x.idle[over:])
+		clear(x.idle[n:])
+		x.idle = x.idle[:n]
+	}
+	x.mu.Unlock()
+}
+
 // DialError is what Mux.Do returns when it could not get a connection
 // (a refused or timed-out connect, a failed SASL), so that a caller can tell
 // it from a request that failed on the wire. Its text is the dial error's.
@@ -751,3 +940,11 @@ type DialError struct{ Err error }
 
 func (e *DialError) Error() string { return e.Err.Error() }
 func (e *DialError) Unwrap() error { return e.Err }
+
+// SendError is a shared connection's failure to write: every call queued
+// on it fails with it, whether or not its own request had gone out. Its
+// text is the write error's.
+type SendError struct{ Err error }
+
+func (e *SendError) Error() string { return e.Err.Error() }
+func (e *SendError) Unwrap() error { return e.Err }

@@ -212,13 +212,19 @@ func TestMuxDoAllocs(t *testing.T) {
 	assert.Zero(t, testing.AllocsPerRun(200, run))
 }
 
-func BenchmarkMuxDo(b *testing.B) {
+// embeddedMux is the Mux of a pool (with opts) on an embedded server, all
+// closed when tb ends.
+func embeddedMux(tb testing.TB, opts *memcached.Options) *memcached.Mux {
 	s, err := server.Start(server.Config{Addr: "127.0.0.1:0"})
-	require.NoError(b, err)
-	b.Cleanup(func() { s.Close() })
-	pool := memcached.NewPool(s.Addr().String(), nil)
-	b.Cleanup(func() { pool.Close() })
-	mux := pool.Mux()
+	require.NoError(tb, err)
+	tb.Cleanup(func() { s.Close() })
+	pool := memcached.NewPool(s.Addr().String(), opts)
+	tb.Cleanup(func() { pool.Close() })
+	return pool.Mux()
+}
+
+func BenchmarkMuxDo(b *testing.B) {
+	mux := embeddedMux(b, nil)
 	b.ReportAllocs()
 	b.RunParallel(func(pb *testing.PB) {
 		var resp memcached.Response
