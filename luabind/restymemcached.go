@@ -1,8 +1,11 @@
 package luabind
 
 import (
+	"context"
 	"errors"
+	"io"
 	"math"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -19,6 +22,27 @@ import (
 // replies are handed back verbatim as the error, a miss is all nils. The
 // v0.17 additions (set_timeouts, sslhandshake, pipelines) follow the v0.17
 // document.
+//
+// The shared transport. An object the library would give a socket of its
+// own is connected, after a plain connect(), to its pool's shared
+// pipelined connections instead (memcached.Mux, at most two per pool for
+// the whole process): connect() takes a memcached.Lease, which stands for
+// the socket — it is pooled by set_keepalive, forgotten by close, and
+// counts get_reused_times as a pooled socket would — and the data commands
+// of one key go on the Mux with every other VM's, so that concurrent
+// requests share their write and read syscalls. That is done only where
+// the Lua code cannot tell: the command must be one the Mux proves
+// well-formed (memcached.CheckTextCommand: a key the text protocol
+// carries, numbers the server accepts), else the server may read it
+// otherwise than as one command, which on a shared stream would hand
+// another request a reply not its own. The results, error strings and log
+// lines are the own socket's; what differs is only that a timeout (or a
+// server that dies) on a shared connection fails the calls pipelined
+// beside it too. Everything else — multi-key get, stats, version,
+// verbosity, flush_all, quit, pipelines, sslhandshake, any command the
+// check refuses — takes a real connection of the object's own from the
+// pool at that point, and from then on all its commands go there, in
+// order, as on the library's one socket.
 
 func init() {
 	vmOpeners = append(vmOpeners, func(vm *VM) {
@@ -58,6 +82,9 @@ type rmcModule struct {
 	// val receives each VALUE read; everything is copied out of it before
 	// a key_transform function (which could use another object) runs.
 	val memcached.TextValue
+	// reply receives each reply on the shared transport; it is copied out
+	// before any Lua runs.
+	reply memcached.TextReply
 }
 
 func (m *rmcModule) take() []byte {
@@ -66,10 +93,14 @@ func (m *rmcModule) take() []byte {
 	return b[:0]
 }
 
-// rmc is one memcached object (memcached:new()).
+// rmc is one memcached object (memcached:new()). It is connected while it
+// has a lease on the shared transport or a connection of its own (or both:
+// an own connection taken after a lease, whose reuse count it keeps).
 type rmc struct {
 	m        *rmcModule
 	conn     *memcached.Conn
+	lease    *memcached.Lease
+	mux      *memcached.Mux // the pool's, when lease is set
 	pool     *memcached.Pool
 	poolKey  string
 	addrText string // host:port or unix:/path, for log lines
@@ -247,6 +278,13 @@ func (o *rmc) socketDefaults() *SocketSettings { return o.m.vm.req.SocketDefault
 // timeouts returns the send and read timeouts, clamped to what is left of
 // the request's deadline so lua_request_timeout also stops a hung read.
 func (o *rmc) timeouts() (send, read time.Duration) {
+	send, read, _ = o.opTimeouts()
+	return send, read
+}
+
+// opTimeouts is timeouts, and whether the request's deadline has already
+// passed (the timeouts are then a nanosecond).
+func (o *rmc) opTimeouts() (send, read time.Duration, expired bool) {
 	d := o.socketDefaults()
 	send, read = o.sendTimeout, o.readTimeout
 	if send <= 0 {
@@ -259,12 +297,12 @@ func (o *rmc) timeouts() (send, read time.Duration) {
 		if dl, ok := ctx.Deadline(); ok {
 			left := time.Until(dl)
 			if left <= 0 {
-				left = time.Nanosecond
+				left, expired = time.Nanosecond, true
 			}
 			send, read = min(send, left), min(read, left)
 		}
 	}
-	return send, read
+	return send, read, expired
 }
 
 func (o *rmc) applyTimeouts() {
@@ -273,28 +311,45 @@ func (o *rmc) applyTimeouts() {
 	}
 }
 
+// connected reports whether the object has a socket, as the library's
+// would: a lease on the shared transport or a connection of its own.
+func (o *rmc) connected() bool { return o.conn != nil || o.lease != nil }
+
 // drop closes the connection after an I/O error or timeout: its stream can
-// no longer be trusted, and later calls answer "closed".
+// no longer be trusted, and later calls answer "closed". A lease is
+// forgotten, as the library's closed socket is not pooled.
 func (o *rmc) drop() {
 	if o.conn != nil {
 		o.conn.Close() //nolint:errcheck // already failed
 		o.conn = nil
 	}
+	o.lease = nil
 	o.piping = false
 }
 
 // releaseAtEnd runs when the request ends with the connection still checked
 // out: a clean one goes back to its pool, anything else is closed (Put
-// decides).
+// decides); a lease goes back to the shared transport.
 func (o *rmc) releaseAtEnd() {
 	o.armed = false
 	o.piping = false
-	if o.conn == nil {
+	if !o.connected() {
 		return
 	}
 	d := o.socketDefaults()
-	o.pool.Put(o.conn, d.KeepaliveTimeout, d.PoolSize)
-	o.conn = nil
+	o.keep(d.KeepaliveTimeout, d.PoolSize)
+}
+
+// keep pools what the object holds, leaving it closed.
+func (o *rmc) keep(idle time.Duration, size int) {
+	if o.conn != nil {
+		o.pool.Put(o.conn, idle, size)
+		o.conn = nil
+	}
+	if o.lease != nil {
+		o.mux.Release(o.lease, idle, size)
+		o.lease = nil
+	}
 }
 
 func (o *rmc) arm() {
@@ -322,17 +377,17 @@ func (o *rmc) ioFail(err error, phase rmcPhase) string {
 	return msg
 }
 
-// send writes and flushes b. ok is false after a failure, with the error
-// string.
+// send writes and flushes b on the object's own connection. ok is false
+// after a failure, with the error string.
 func (o *rmc) send(b []byte) (string, bool) {
-	if o.conn == nil && o.readShut {
+	if !o.connected() && o.readShut {
 		o.readShut = false
 		if o.socketDefaults().LogErrors {
 			o.m.vm.Log(LogErr, "send() failed (32: Broken pipe)")
 		}
 		return "broken pipe", false
 	}
-	if o.conn == nil {
+	if !o.connected() {
 		// lua-nginx-module prints its pointers here; there are none to print.
 		if o.socketDefaults().LogErrors {
 			o.m.vm.Log(LogErr, "attempt to send data on a closed socket: u:0000000000000000, c:0000000000000000")
@@ -510,12 +565,144 @@ func (o *rmc) exec(L *lua.LState, op rmcOp) int {
 		o.m.scratch = b[:0]
 		return retOK(L)
 	}
+	if o.conn == nil && o.lease != nil {
+		if n, done := o.execShared(L, op, b); done {
+			o.m.scratch = b[:0]
+			return n
+		}
+		if msg, ok := o.takeConn(); !ok {
+			o.m.scratch = b[:0]
+			return ret(L, op.readNils(), msg)
+		}
+	}
 	msg, ok := o.send(b)
 	o.m.scratch = b[:0]
 	if !ok {
 		return ret(L, op.sendNils(), msg)
 	}
 	return o.read(L, op)
+}
+
+// shareable reports whether op's reply is read the same way on the shared
+// transport: the commands of one key with a single-line reply, and get and
+// gets of one key. A multi-key get is left out: its table is built item by
+// item through key_transform's unescape, and a failure half way returns
+// what was read so far, which the own connection reproduces as it is.
+func (op rmcOp) shareable() bool {
+	switch op {
+	case rmcStore, rmcGet, rmcGets, rmcDelete, rmcIncr, rmcTouch:
+		return true
+	}
+	return false
+}
+
+// execShared runs the command in b on the shared transport and pushes the
+// results; done is false, with nothing sent, when the command is not one
+// the transport carries.
+func (o *rmc) execShared(L *lua.LState, op rmcOp, b []byte) (n int, done bool) {
+	if !op.shareable() {
+		return 0, false
+	}
+	send, read, expired := o.opTimeouts()
+	if expired {
+		// The own socket's write would fail at once on the passed deadline;
+		// on the shared connection the call would fail every call beside it.
+		return ret(L, op.sendNils(), o.ioFail(os.ErrDeadlineExceeded, rmcPhaseSend)), true
+	}
+	ctx := o.m.vm.L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	r := &o.m.reply
+	err := o.mux.DoText(ctx, b, r, send, read)
+	if err != nil {
+		var de *memcached.DialError
+		var se *memcached.SendError
+		switch {
+		case errors.Is(err, memcached.ErrUnshareable):
+			return 0, false
+		case errors.As(err, &de):
+			return ret(L, op.readNils(), o.lostConn(err)), true
+		case errors.As(err, &se):
+			return ret(L, op.sendNils(), o.ioFail(err, rmcPhaseSend)), true
+		}
+		return ret(L, op.readNils(), o.ioFail(err, rmcPhaseRead)), true
+	}
+	if op != rmcGet && op != rmcGets {
+		return o.lineResult(L, op, r.Line), true
+	}
+	if r.Hit {
+		L.Push(lua.LString(r.Value))
+		L.Push(rmcFlags(r.Flags))
+		if op == rmcGets {
+			L.Push(lua.LString(strconv.FormatUint(r.CAS, 10)))
+			return 3, true
+		}
+		return 2, true
+	}
+	if memcached.IsEnd(r.Line) {
+		for i := 0; i <= op.readNils(); i++ {
+			L.Push(lua.LNil)
+		}
+		return op.readNils() + 1, true
+	}
+	// A line that is no item: what readValue makes of it on the own
+	// connection, which is closed unless the line was a refusal of the
+	// command (CLIENT_ERROR, SERVER_ERROR).
+	if err := memcached.ParseErrorLine(r.Line); err != nil {
+		se := err.(*memcached.ServerError)
+		if se.Kind == memcached.KindError {
+			o.drop()
+		}
+		return ret(L, op.readNils(), se.Line()), true
+	}
+	o.drop()
+	line := r.Line
+	if len(line) > rmcUnexpectedMax {
+		line = line[:rmcUnexpectedMax]
+	}
+	return ret(L, op.readNils(), string(line)), true
+}
+
+// rmcUnexpectedMax is how much of an unexpected reply line the codec's
+// protocol error keeps, and so what rmcUnexpectedLine recovers of it on
+// the own connection.
+const rmcUnexpectedMax = 64
+
+// takeConn gives an object that has only a lease a connection of its own
+// from the pool, for a command the shared transport does not carry.
+func (o *rmc) takeConn() (string, bool) {
+	ctx := o.m.vm.L.Context()
+	if ctx == nil {
+		ctx = context.Background()
+	}
+	if o.pool.Idle() == 0 {
+		timeout := o.connectTimeout
+		if timeout <= 0 {
+			timeout = o.socketDefaults().ConnectTimeout
+		}
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, timeout)
+		defer cancel()
+	}
+	c, err := o.pool.Get(ctx)
+	if err != nil {
+		return o.lostConn(err), false
+	}
+	o.conn = c
+	o.applyTimeouts()
+	return "", true
+}
+
+// lostConn reports that the server could not be reached again for a
+// command after connect() had succeeded on the shared transport (the server
+// went away since): as the library's read on a socket whose server closed
+// it, or, when the connect timed out, as its read timing out.
+func (o *rmc) lostConn(err error) string {
+	if errors.Is(err, memcached.ErrTimeout) || errors.Is(err, context.DeadlineExceeded) || rmcIsTimeout(err) {
+		return o.ioFail(err, rmcPhaseRead)
+	}
+	return o.ioFail(io.EOF, rmcPhaseRead)
 }
 
 // read reads the reply of op and pushes what the library's method returns.
@@ -596,6 +783,11 @@ func (o *rmc) read(L *lua.LState, op rmcOp) int {
 	if !ok {
 		return ret(L, 1, msg)
 	}
+	return o.lineResult(L, op, line)
+}
+
+// lineResult pushes what the method of op returns for its reply line.
+func (o *rmc) lineResult(L *lua.LState, op rmcOp, line []byte) int {
 	var want string
 	switch op {
 	case rmcStore:
@@ -925,6 +1117,11 @@ func (m *rmcModule) commitPipeline(L *lua.LState) int {
 		L.Push(results)
 		return 1
 	}
+	if o.conn == nil && o.lease != nil {
+		if msg, ok := o.takeConn(); !ok {
+			return ret(L, 1, msg)
+		}
+	}
 	if msg, ok := o.send(o.pipe); !ok {
 		return ret(L, 1, msg)
 	}
@@ -990,8 +1187,12 @@ func (m *rmcModule) getReusedTimes(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	if o.conn == nil {
+	if !o.connected() {
 		return ret(L, 1, "closed")
+	}
+	if o.lease != nil {
+		L.Push(lua.LNumber(o.lease.ReusedTimes()))
+		return 1
 	}
 	L.Push(lua.LNumber(o.conn.ReusedTimes()))
 	return 1
@@ -1003,12 +1204,16 @@ func (m *rmcModule) close(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	if o.conn == nil {
+	if !o.connected() {
 		return ret(L, 1, "closed")
 	}
 	o.piping = false
-	err := o.conn.Close()
-	o.conn = nil
+	var err error
+	if o.conn != nil {
+		err = o.conn.Close()
+		o.conn = nil
+	}
+	o.lease = nil
 	if err != nil {
 		return ret(L, 1, "closed")
 	}
@@ -1022,7 +1227,7 @@ func (m *rmcModule) setKeepalive(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	if o.conn == nil {
+	if !o.connected() {
 		return ret(L, 1, "closed")
 	}
 	d := o.socketDefaults()
@@ -1046,12 +1251,10 @@ func (m *rmcModule) setKeepalive(L *lua.LState) int {
 		size = n
 	}
 	o.piping = false
-	c := o.conn
-	o.conn = nil
-	if c.Buffered() > 0 {
-		c.Close() //nolint:errcheck // refused: the reply left would be the next user's
+	if o.conn != nil && o.conn.Buffered() > 0 {
+		o.drop() // refused: the reply left would be the next user's
 		return ret(L, 1, "unread data in buffer")
 	}
-	o.pool.Put(c, idle, size)
+	o.keep(idle, size)
 	return retOK(L)
 }

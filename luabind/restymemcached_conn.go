@@ -30,8 +30,14 @@ var (
 )
 
 // connect: ok, err = memc:connect(host, port, opts?) or
-// memc:connect("unix:/path", opts?). A pooled idle connection is reused
-// before anything is dialed.
+// memc:connect("unix:/path", opts?). The object gets a lease on the pool's
+// shared transport, which costs no syscall while the transport or the pool
+// has a live connection, and otherwise dials one — so that a refused or
+// timed-out connect is still reported here — which waits in the pool for
+// the first command to take it: the transport's, or one that needs a
+// connection of its own (the object's socket, as it were). Only a pooled
+// TLS connection, which the shared transport does not carry, is handed out
+// as a connection of the object's own.
 func (m *rmcModule) connect(L *lua.LState) int {
 	o := m.obj(L)
 	if o == nil {
@@ -85,24 +91,22 @@ func (m *rmcModule) connect(L *lua.LState) int {
 		parent = context.Background()
 	}
 	var (
-		c   *memcached.Conn
-		err error
+		c     *memcached.Conn
+		lease *memcached.Lease
+		err   error
 	)
 	if tp := m.tlsPools[o.poolKey]; tp != nil && tp.Idle() > 0 {
 		c, err = tp.Get(parent)
 		if err == nil {
 			o.pool, o.isTLS = tp, true
 		}
-	} else if pool.Idle() > 0 {
-		c, err = pool.Get(parent)
 	} else {
 		timeout := o.connectTimeout
 		if timeout <= 0 {
 			timeout = o.socketDefaults().ConnectTimeout
 		}
-		ctx, cancel := context.WithTimeout(parent, timeout)
-		c, err = pool.Get(ctx)
-		cancel()
+		o.mux = pool.Mux()
+		lease, err = o.mux.Lease(parent, timeout)
 	}
 	if err != nil {
 		msg, logLine := rmcSocketError(err, rmcPhaseConnect, o.addrText)
@@ -111,7 +115,7 @@ func (m *rmcModule) connect(L *lua.LState) int {
 		}
 		return ret(L, 1, msg)
 	}
-	o.conn = c
+	o.conn, o.lease = c, lease
 	o.readShut = false
 	o.applyTimeouts()
 	o.arm()
@@ -168,7 +172,7 @@ func (m *rmcModule) sslhandshake(L *lua.LState) int {
 	if o == nil {
 		return ret(L, 1, "not initialized")
 	}
-	if o.conn == nil {
+	if !o.connected() {
 		return ret(L, 1, "closed")
 	}
 	reuse := L.Get(2)
