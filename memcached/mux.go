@@ -766,49 +766,66 @@ func (x *Mux) begin(ctx context.Context, timeout time.Duration) (*mconn, error) 
 }
 
 // conn returns a live connection, taking one from the pool when there is
-// none, or when the live ones are busy and a slot is free. One dial at a
-// time: a caller that finds one in progress takes the busy connection if
-// there is one, else waits for the dial within its own bounds — a caller
-// with a short connect timeout must not wait out another's long one — and
-// then looks again (dialing itself if that dial failed). ctx and, when
-// positive, timeout bound both the wait and a dial.
+// none, or when the live ones are busy and a slot is free. ctx and, when
+// positive, timeout bound a dial, and the wait for another caller's.
 func (x *Mux) conn(ctx context.Context, timeout time.Duration) (*mconn, error) {
 	s := &x.srv
-	var deadline time.Time
+	best, empty := s.pick()
+	if best != nil && empty < 0 {
+		return best, nil
+	}
+	deadline := deadlineAfter(timeout)
+	end, err := x.claimDial(ctx, deadline, func() bool {
+		// While a spare is being dialed, the busy connection will do.
+		best, empty = s.pick()
+		return best != nil && (empty < 0 || x.dialing != nil)
+	})
+	if err != nil {
+		return nil, err
+	}
+	if end == nil {
+		return best, nil
+	}
+	defer end()
+	return x.dial(ctx, deadline, best, empty)
+}
+
+func deadlineAfter(timeout time.Duration) time.Time {
+	if timeout <= 0 {
+		return time.Time{}
+	}
+	return time.Now().Add(timeout)
+}
+
+// claimDial makes the caller the one dialer of the Mux, unless done —
+// checked under x.mu — says there is no need; it then returns a nil end.
+// While another caller dials, it waits for that dial within its own
+// bounds — a caller with a short connect timeout must not wait out
+// another's long one — and checks again (dialing itself if that dial
+// failed). The dialer calls end when its dial is over.
+func (x *Mux) claimDial(ctx context.Context, deadline time.Time, done func() bool) (end func(), err error) {
 	for {
-		best, empty := s.pick()
-		if best != nil && empty < 0 {
-			return best, nil
-		}
-		if timeout > 0 && deadline.IsZero() {
-			deadline = time.Now().Add(timeout)
-		}
 		x.mu.Lock()
-		// A dial that ended since pick stored its connection before
-		// clearing dialing: look again under the lock.
-		if best, empty = s.pick(); best != nil && empty < 0 {
+		if done() {
 			x.mu.Unlock()
-			return best, nil
+			return nil, nil
 		}
-		if wait := x.dialing; wait != nil {
+		wait := x.dialing
+		if wait == nil {
+			ch := make(chan struct{})
+			x.dialing = ch
 			x.mu.Unlock()
-			if best != nil {
-				return best, nil
-			}
-			if err := waitDial(ctx, wait, deadline); err != nil {
-				return nil, fmt.Errorf("memcached: dial %s: %w", x.pool.addr, wrapNetErr(err))
-			}
-			continue
+			return func() {
+				x.mu.Lock()
+				x.dialing = nil
+				x.mu.Unlock()
+				close(ch)
+			}, nil
 		}
-		done := make(chan struct{})
-		x.dialing = done
 		x.mu.Unlock()
-		m, err := x.dial(ctx, deadline, best, empty)
-		x.mu.Lock()
-		x.dialing = nil
-		x.mu.Unlock()
-		close(done)
-		return m, err
+		if err := waitDial(ctx, wait, deadline); err != nil {
+			return nil, fmt.Errorf("memcached: dial %s: %w", x.pool.addr, wrapNetErr(err))
+		}
 	}
 }
 
@@ -831,14 +848,19 @@ func waitDial(ctx context.Context, dial <-chan struct{}, deadline time.Time) err
 	}
 }
 
+// dialContext bounds ctx by deadline, when set.
+func dialContext(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	if deadline.IsZero() {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, deadline)
+}
+
 // dial takes a connection from the pool into slot empty; best is the busy
 // connection to fall back on, if any.
 func (x *Mux) dial(ctx context.Context, deadline time.Time, best *mconn, empty int) (*mconn, error) {
-	if !deadline.IsZero() {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithDeadline(ctx, deadline)
-		defer cancel()
-	}
+	ctx, cancel := dialContext(ctx, deadline)
+	defer cancel()
 	c, err := x.pool.Get(ctx)
 	if err != nil {
 		if errors.Is(err, ErrClosed) {
@@ -885,13 +907,16 @@ type Lease struct {
 // a new one), as Conn.ReusedTimes does for a pooled connection.
 func (l *Lease) ReusedTimes() int { return l.reused }
 
-// Lease makes sure the Mux has a live connection — one already shared, an
-// idle one from the pool, or a new dial bounded by ctx and, when positive,
-// timeout — and returns the most recently released Lease whose idle time has
-// not run out (counting the reuse), or a new one. A failed dial is a
-// *DialError, as Pool.Get reports it.
+// Lease makes sure that a call will find a connection to the server
+// without dialing — a live shared one, or an idle one in the pool — or
+// else dials one, bounded by ctx and, when positive, timeout, and puts it
+// in the pool as it is, for the first caller that needs a connection to
+// take: the Mux, or one that wants a connection of its own. It returns the
+// most recently released Lease whose idle time has not run out (counting
+// the reuse), or a new one. A failed dial is a *DialError, as Pool.Get
+// reports it.
 func (x *Mux) Lease(ctx context.Context, timeout time.Duration) (*Lease, error) {
-	if _, err := x.conn(ctx, timeout); err != nil {
+	if err := x.ready(ctx, timeout); err != nil {
 		return nil, &DialError{err}
 	}
 	now := time.Now()
@@ -909,6 +934,53 @@ func (x *Mux) Lease(ctx context.Context, timeout time.Duration) (*Lease, error) 
 	}
 	x.mu.Unlock()
 	return &Lease{}, nil
+}
+
+// ready is Lease's check for a connection, and its dial.
+func (x *Mux) ready(ctx context.Context, timeout time.Duration) error {
+	if best, _ := x.srv.pick(); best != nil {
+		return nil
+	}
+	deadline := deadlineAfter(timeout)
+	end, err := x.claimDial(ctx, deadline, func() bool {
+		best, _ := x.srv.pick()
+		return best != nil || x.pool.Idle() > 0
+	})
+	if err != nil || end == nil {
+		return err
+	}
+	defer end()
+	p := x.pool
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		x.Close() //nolint:errcheck // the pool is gone: so are its connections
+		return ErrClosed
+	}
+	ctx, cancel := dialContext(ctx, deadline)
+	defer cancel()
+	c, err := Dial(ctx, p.addr, &p.opts)
+	if err != nil {
+		return err
+	}
+	// Not through Put, which would drop it if the server already hung up:
+	// whoever takes it must find that out, as the socket of a caller that
+	// connected before the hang-up does.
+	c.pool, c.idleAt = p, time.Now()
+	p.mu.Lock()
+	closed = p.closed
+	if !closed {
+		p.idle = append(p.idle, c)
+		p.maxAge = append(p.maxAge, DefaultMaxIdle)
+	}
+	p.mu.Unlock()
+	if closed {
+		c.Close() //nolint:errcheck // nothing to report
+		x.Close() //nolint:errcheck // the pool is gone: so are its connections
+		return ErrClosed
+	}
+	return nil
 }
 
 // Release gives l back, to be forgotten after maxIdle unused (≤0:
