@@ -1,6 +1,7 @@
 package luabind
 
 import (
+	"fmt"
 	"math"
 	"strconv"
 	"strings"
@@ -352,18 +353,27 @@ func (vm *VM) ngxExit(L *lua.LState) int {
 	return 0
 }
 
+// ngxRedirect checks as lua-nginx-module's C function does, in its order:
+// the arguments first, then the phase, then whether headers went out.
 func (vm *VM) ngxRedirect(L *lua.LState) int {
+	n := L.GetTop()
+	if n != 1 && n != 2 {
+		apiError(L, "expecting one or two arguments")
+	}
+	uri := checkStr(L, 1)
+	status := 302
+	if n == 2 {
+		status = int(checkNumber(L, 2))
+		switch status {
+		case 301, 302, 303, 307, 308:
+		default:
+			apiError(L, "only ngx.HTTP_MOVED_TEMPORARILY, ngx.HTTP_MOVED_PERMANENTLY, ngx.HTTP_PERMANENT_REDIRECT, ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed")
+		}
+	}
 	r := vm.request(L)
 	vm.disabledIn(L, r, PhaseLog, PhaseSet)
-	uri := L.CheckString(1)
-	status := L.OptInt(2, 302)
-	switch status {
-	case 301, 302, 303, 307, 308:
-	default:
-		L.RaiseError("only ngx.HTTP_MOVED_TEMPORARILY, ngx.HTTP_MOVED_PERMANENTLY, ngx.HTTP_PERMANENT_REDIRECT, ngx.HTTP_SEE_OTHER, and ngx.HTTP_TEMPORARY_REDIRECT are allowed")
-	}
 	if r.HeadersSent {
-		L.RaiseError("attempt to call ngx.redirect after sending out the headers")
+		apiError(L, "attempt to call ngx.redirect after sending out the headers")
 	}
 	r.Ctx.Response.Header.Set("Location", uri)
 	vm.Exit(status)
@@ -371,9 +381,15 @@ func (vm *VM) ngxRedirect(L *lua.LState) int {
 }
 
 func (vm *VM) ngxExec(L *lua.LState) int {
+	if n := L.GetTop(); n != 1 && n != 2 {
+		apiError(L, "expecting one or two arguments, but got %d", n)
+	}
 	r := vm.request(L)
+	uri := checkStr(L, 1)
+	if uri == "" {
+		apiError(L, "The uri argument is empty")
+	}
 	vm.disabledIn(L, r, PhaseLog, PhaseSet, PhaseTimer)
-	uri := L.CheckString(1)
 	args := vm.argsString(L, L.Get(2), 2, "exec")
 	if i := strings.IndexByte(uri, '?'); i >= 0 {
 		if args == "" {
@@ -384,7 +400,7 @@ func (vm *VM) ngxExec(L *lua.LState) int {
 		uri = uri[:i]
 	}
 	if r.HeadersSent {
-		L.RaiseError("attempt to call ngx.exec after sending out response headers")
+		apiError(L, "attempt to call ngx.exec after sending out response headers")
 	}
 	r.ExecURI, r.ExecArgs = uri, args
 	r.ctx = nil // an internal redirect starts with a fresh ngx.ctx
@@ -511,7 +527,7 @@ func (vm *VM) varIndex(L *lua.LState) int {
 		L.Push(lua.LNil)
 		return 1
 	default:
-		L.RaiseError("bad variable name")
+		apiError(L, "bad variable name")
 	}
 	v, ok := r.Var(strings.ToLower(name), vm.buf[:0])
 	if !ok || v == nil && !isEmptyVar(name) {
@@ -532,24 +548,24 @@ func isEmptyVar(name string) bool {
 	return false
 }
 
+// varNewIndex is resty.core's var_set: any value but nil is assigned as
+// tostring makes it.
 func (vm *VM) varNewIndex(L *lua.LState) int {
 	r := vm.request(L)
-	name := L.CheckString(2)
+	k, ok := L.Get(2).(lua.LString)
+	if !ok {
+		apiError(L, "bad variable name")
+	}
+	name := string(k)
 	var val []byte
-	switch v := L.Get(3).(type) {
-	case lua.LString:
-		val = []byte(v)
-	case lua.LNumber:
-		val = AppendNumber(nil, float64(v))
-	case *lua.LNilType:
-	default:
-		L.RaiseError("bad variable value")
+	if v := L.Get(3); v != lua.LNil {
+		val = []byte(luaToString(L, v))
 	}
 	if !r.SetVar(strings.ToLower(name), val) {
 		if _, builtin := r.Var(strings.ToLower(name), vm.buf[:0]); builtin {
-			L.RaiseError("variable \"%s\" not changeable", name)
+			apiError(L, "variable \"%s\" not changeable", name)
 		}
-		L.RaiseError("variable \"%s\" not found for writing; maybe it is a built-in variable that is not changeable or you forgot to use \"set $%s '';\" in the config file to define it first", name, name)
+		apiError(L, "variable \"%s\" not found for writing; maybe it is a built-in variable that is not changeable or you forgot to use \"set $%s '';\" in the config file to define it first", name, name)
 	}
 	return 0
 }
@@ -565,14 +581,17 @@ func normHeader(key string) string {
 	return strings.ReplaceAll(key, "_", "-")
 }
 
+// headerKey is the header name a key of ngx.header stands for: resty.core
+// takes tostring of any key.
+func headerKey(L *lua.LState, k lua.LValue) string {
+	return normHeader(luaToString(L, k))
+}
+
+// headerIndex looks the key up unescaped, as resty.core does: a name Lua
+// wrote with a space is found under its escaped form only.
 func (vm *VM) headerIndex(L *lua.LState) int {
 	r := vm.request(L)
-	k, ok := L.Get(2).(lua.LString)
-	if !ok {
-		L.Push(lua.LNil)
-		return 1
-	}
-	name := normHeader(string(k))
+	name := headerKey(L, L.Get(2))
 	h := &r.Ctx.Response.Header
 	if strings.EqualFold(name, "Content-Type") {
 		if ct := h.ContentType(); len(ct) > 0 {
@@ -611,13 +630,12 @@ func (vm *VM) headerIndex(L *lua.LState) int {
 	return 1
 }
 
+// headerNewIndex is resty.core's set_resp_header: the key and the values
+// (a table's items) go through tostring, and lua-nginx-module %-escapes
+// what may not appear in a header name or value.
 func (vm *VM) headerNewIndex(L *lua.LState) int {
 	r := vm.request(L)
-	k, ok := L.Get(2).(lua.LString)
-	if !ok {
-		return 0 // lua-nginx-module ignores a key that is not a string
-	}
-	name := normHeader(string(k))
+	name := escapeHeader(headerKey(L, L.Get(2)), true)
 	if r.HeadersSent {
 		vm.logRequest(LogErr, r, "attempt to set ngx.header.HEADER after sending out response headers")
 		return 0
@@ -648,15 +666,19 @@ func (vm *VM) headerNewIndex(L *lua.LState) int {
 	// written (x-lower stays x-lower, as in nginx); replacing one must find
 	// it whatever its case.
 	delHeaderFold(h, name)
+	add := h.Add
+	if sendsOwnName(name) {
+		add = func(k, v string) { addPlainResponseHeader(h, k, v) }
+	}
 	switch v := val.(type) {
 	case *lua.LNilType:
 	case *lua.LTable:
 		n := v.Len()
 		for i := 1; i <= n; i++ {
-			h.Add(name, headerValue(L, v.RawGetInt(i)))
+			add(name, headerValue(L, v.RawGetInt(i)))
 		}
 	default:
-		h.Add(name, headerValue(L, v))
+		add(name, headerValue(L, v))
 	}
 	return 0
 }
@@ -678,22 +700,45 @@ func equalFoldBytes(b []byte, s string) bool {
 	return len(b) == len(s) && equalFoldASCII(b, s)
 }
 
+// headerValue is a header value from Lua: tostring of it, escaped.
 func headerValue(L *lua.LState, v lua.LValue) string {
-	switch v := v.(type) {
-	case lua.LString:
-		if strings.ContainsAny(string(v), "\r\n") {
-			// lua-nginx-module escapes them rather than let a value
-			// split the header block.
-			return strings.NewReplacer("\r", "%0D", "\n", "%0A").Replace(string(v))
-		}
-		return string(v)
-	case lua.LNumber:
-		return string(AppendNumber(nil, float64(v)))
-	case lua.LBool:
-		return strconv.FormatBool(bool(v))
+	return escapeHeader(luaToString(L, v), false)
+}
+
+// headerEscape reports whether lua-nginx-module %-escapes c in a header
+// name (controls, space, DEL, bytes past ASCII and HTTP's separators but
+// '%') or in a value (controls but tab, and DEL), so that nothing Lua
+// writes can split the header block.
+func headerEscape(c byte, name bool) bool {
+	if !name {
+		return c < 0x20 && c != '\t' || c == 0x7f
 	}
-	L.RaiseError("attempt to set ngx.header.HEADER to a %s value", v.Type())
-	return ""
+	if c <= 0x20 || c >= 0x7f {
+		return true
+	}
+	return strings.IndexByte("\"(),/:;<=>?@[\\]{}", c) >= 0
+}
+
+// escapeHeader returns s with what headerEscape names %-escaped.
+func escapeHeader(s string, name bool) string {
+	i := 0
+	for i < len(s) && !headerEscape(s[i], name) {
+		i++
+	}
+	if i == len(s) {
+		return s
+	}
+	const hex = "0123456789ABCDEF"
+	b := make([]byte, 0, len(s)+8)
+	b = append(b, s[:i]...)
+	for ; i < len(s); i++ {
+		if c := s[i]; headerEscape(c, name) {
+			b = append(b, '%', hex[c>>4], hex[c&15])
+		} else {
+			b = append(b, c)
+		}
+	}
+	return string(b)
 }
 
 // ---- misc: config, worker ----
@@ -742,13 +787,16 @@ func argError(L *lua.LState, n int, fname, msg string) {
 	L.RaiseError("bad argument #%d to '%s' (%s)", n, fname, msg)
 }
 
-// argsString takes a query given as a string or as a table (encoded as
-// ngx.encode_args does), as ngx.exec, ngx.req.set_uri_args and capture's
-// args option accept; nil is "".
+// argsString takes a query given as a string, a number or a table (encoded
+// as ngx.encode_args does), as ngx.exec and ngx.req.set_uri_args accept
+// (capture's args option only lets strings and tables reach it); nil is "".
+// fname is unused: the error names the function as the call site does.
 func (vm *VM) argsString(L *lua.LState, v lua.LValue, argn int, fname string) string {
 	switch a := v.(type) {
 	case lua.LString:
 		return string(a)
+	case lua.LNumber:
+		return string(AppendNumber(nil, float64(a)))
 	case *lua.LTable:
 		L.Push(vm.ngx.RawGetString("encode_args"))
 		L.Push(a)
@@ -759,6 +807,110 @@ func (vm *VM) argsString(L *lua.LState, v lua.LValue, argn int, fname string) st
 	case *lua.LNilType:
 		return ""
 	}
-	argError(L, argn, fname, "string or table expected")
+	apiArgError(L, argn, "string, number, or table expected, but got "+argTypeName(L, argn))
 	return ""
+}
+
+// ---- errors as lua-nginx-module raises them ----
+
+// callerWhere is the "chunk:line: " an ngx API error starts with: luaL_error
+// in lua-nginx-module's C functions, like resty.core's error(msg, 2), names
+// the API's caller when that is Lua code and nothing when the API was called
+// straight from pcall or another builtin (gopher-lua's RaiseError names the
+// nearest Lua frame instead).
+func callerWhere(L *lua.LState) string {
+	if dbg, ok := L.GetStack(1); ok {
+		if _, err := L.GetInfo("Sl", dbg, lua.LNil); err == nil && dbg.What != "G" && dbg.CurrentLine > 0 {
+			return shortSource(dbg.Source) + ":" + strconv.Itoa(dbg.CurrentLine) + ": "
+		}
+	}
+	return ""
+}
+
+// apiError raises an ngx API error positioned as OpenResty's (callerWhere).
+func apiError(L *lua.LState, format string, args ...any) {
+	msg := format
+	if len(args) > 0 {
+		msg = fmt.Sprintf(format, args...)
+	}
+	L.Error(lua.LString(callerWhere(L)+msg), 0)
+}
+
+// apiArgError raises luaL_argerror's message as LuaJIT words it: the name
+// the caller called the function by, "?" (and no position) when it was
+// called straight from pcall.
+func apiArgError(L *lua.LState, narg int, msg string) {
+	where, name := callerWhere(L), "?"
+	if where != "" {
+		if cur, ok := L.GetStack(0); ok {
+			if _, err := L.GetInfo("n", cur, lua.LNil); err == nil && cur.Name != "" {
+				name = cur.Name
+			}
+		}
+	}
+	L.Error(lua.LString(where+"bad argument #"+strconv.Itoa(narg)+" to '"+name+"' ("+msg+")"), 0)
+}
+
+// argTypeName is luaL_typename of argument n: "no value" past the last one.
+func argTypeName(L *lua.LState, n int) string {
+	if n > L.GetTop() {
+		return "no value"
+	}
+	return typeName(L.Get(n))
+}
+
+// checkStr is luaL_checklstring: a string, or a number as LuaJIT formats it.
+func checkStr(L *lua.LState, n int) string {
+	switch v := L.Get(n).(type) {
+	case lua.LString:
+		return string(v)
+	case lua.LNumber:
+		return string(AppendNumber(nil, float64(v)))
+	}
+	apiArgError(L, n, "string expected, got "+argTypeName(L, n))
+	return ""
+}
+
+// checkNumber is luaL_checknumber: a number, or a string that reads as one.
+func checkNumber(L *lua.LState, n int) float64 {
+	switch v := L.Get(n).(type) {
+	case lua.LNumber:
+		return float64(v)
+	case lua.LString:
+		if f, err := parseLuaNumber(string(v)); err == nil {
+			return f
+		}
+	}
+	apiArgError(L, n, "number expected, got "+argTypeName(L, n))
+	return 0
+}
+
+// parseLuaNumber converts a string as Lua's tonumber does: decimal or hex,
+// surrounding spaces allowed, no "inf" or "nan".
+func parseLuaNumber(s string) (float64, error) {
+	s = strings.TrimSpace(s)
+	neg := strings.HasPrefix(s, "-")
+	if h := strings.TrimPrefix(s, "-"); len(h) > 2 && h[0] == '0' && (h[1] == 'x' || h[1] == 'X') {
+		u, err := strconv.ParseUint(h[2:], 16, 64)
+		if neg {
+			return -float64(u), err
+		}
+		return float64(u), err
+	}
+	if strings.ContainsAny(s, "iInN") {
+		return 0, strconv.ErrSyntax
+	}
+	return strconv.ParseFloat(s, 64)
+}
+
+// luaToString is Lua's tostring of v as LuaJIT prints it: numbers with
+// "%.14g", __tostring honoured.
+func luaToString(L *lua.LState, v lua.LValue) string {
+	switch v := v.(type) {
+	case lua.LString:
+		return string(v)
+	case lua.LNumber:
+		return string(AppendNumber(nil, float64(v)))
+	}
+	return L.ToStringMeta(v).String()
 }
