@@ -14,6 +14,14 @@ var pid = os.Getpid()
 func (vm *VM) openNgxReq(ngx *lua.LTable) {
 	L := vm.L
 	req := L.CreateTable(0, 0)
+	// resty.core's req_headers_mt, made once per VM: get_headers().Foo_Bar
+	// finds "foo-bar".
+	headersMeta := L.CreateTable(0, 1)
+	headersMeta.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
+		k := strings.ReplaceAll(strings.ToLower(luaToString(L, L.Get(2))), "_", "-")
+		L.Push(L.RawGet(L.CheckTable(1), lua.LString(k)))
+		return 1
+	}))
 	for name, fn := range map[string]lua.LGFunction{
 		"get_method":    vm.reqGetMethod,
 		"set_method":    vm.reqSetMethod,
@@ -21,7 +29,7 @@ func (vm *VM) openNgxReq(ngx *lua.LTable) {
 		"raw_header":    vm.reqRawHeader,
 		"start_time":    vm.reqStartTime,
 		"is_internal":   vm.reqIsInternal,
-		"get_headers":   vm.reqGetHeaders,
+		"get_headers":   func(L *lua.LState) int { return vm.reqGetHeaders(L, headersMeta) },
 		"set_header":    vm.reqSetHeader,
 		"clear_header":  vm.reqClearHeader,
 		"read_body":     vm.reqReadBody,
@@ -45,11 +53,16 @@ func (vm *VM) reqGetMethod(L *lua.LState) int {
 	return 1
 }
 
+// reqSetMethod words its errors as resty.core's error(msg, 2).
 func (vm *VM) reqSetMethod(L *lua.LState) int {
 	r := vm.request(L)
-	name := methodName(L.CheckInt(1))
+	m, ok := L.Get(1).(lua.LNumber)
+	if !ok {
+		apiError(L, "bad method number")
+	}
+	name := methodName(int(m))
 	if name == "" {
-		L.RaiseError("unsupported HTTP method: %d", L.CheckInt(1))
+		apiError(L, "unsupported HTTP method: %s", AppendNumber(nil, float64(m)))
 	}
 	r.Ctx.Request.Header.SetMethod(name)
 	return 0
@@ -68,23 +81,38 @@ func (vm *VM) reqHTTPVersion(L *lua.LState) int {
 	return 1
 }
 
+// reqRawHeader answers what nginx received: the request line (unless the
+// argument is true) and the header block, ended by its blank line.
 func (vm *VM) reqRawHeader(L *lua.LState) int {
 	r := vm.request(L)
 	h := &r.Ctx.Request.Header
-	var b []byte
-	if !L.OptBool(1, false) {
+	raw := h.RawHeaders()
+	eol := "\r\n"
+	if i := bytes.IndexByte(raw, '\n'); i == 0 || i > 0 && raw[i-1] != '\r' {
+		eol = "\n" // the client ended its lines with LF alone
+	}
+	b := vm.buf[:0]
+	noRequestLine := lua.LVAsBool(L.Get(1))
+	if !noRequestLine {
 		b = append(b, h.Method()...)
 		b = append(b, ' ')
 		b = append(b, h.RequestURI()...)
 		b = append(b, ' ')
 		b = append(b, h.Protocol()...)
-		b = append(b, "\r\n"...)
+		b = append(b, eol...)
 	}
-	b = append(b, h.RawHeaders()...)
-	if !bytes.HasSuffix(b, []byte("\r\n\r\n")) {
-		b = append(b, "\r\n"...)
+	switch {
+	case len(raw) == 0 && noRequestLine:
+		// no header: fasthttp kept no blank line; lua-nginx-module's
+		// length counts a byte past it, the NUL nginx put there
+		b = append(append(b, eol...), 0)
+	case len(raw) == 0:
+		b = append(b, eol...)
+	default:
+		b = appendRawHeader(b, raw, r.UnderscoresInHeaders)
 	}
 	L.Push(lua.LString(b))
+	vm.buf = b[:0]
 	return 1
 }
 
@@ -100,48 +128,60 @@ func (vm *VM) reqIsInternal(L *lua.LState) int {
 	return 1
 }
 
-// reqGetHeaders returns the request headers as lua-nginx-module does: keys
-// lowercased (unless raw), repeated headers as arrays, at most max (100)
-// headers with "truncated" as the second result past that.
-func (vm *VM) reqGetHeaders(L *lua.LState) int {
+// reqGetHeaders is resty.core's get_headers: the headers in nginx's order
+// and view, the first max of them (100 by default, 0 for all) with
+// "truncated" as the second result when there were more; names lowercased
+// and the table given meta unless raw; a repeated name's values in an
+// array.
+func (vm *VM) reqGetHeaders(L *lua.LState, meta *lua.LTable) int {
 	r := vm.request(L)
-	max := L.OptInt(1, 100)
-	raw := L.OptBool(2, false)
-	t := L.CreateTable(0, 0)
+	max := 100
+	if v := L.Get(1); v != lua.LNil && v != lua.LFalse {
+		max = int(checkNumber(L, 1))
+		if max < 0 {
+			max = 100
+		}
+	}
+	raw := lua.LVAsBool(L.Get(2))
+	t := L.CreateTable(0, 8)
 	n := 0
 	truncated := false
-	r.Ctx.Request.Header.VisitAll(func(k, v []byte) {
-		if max > 0 && n >= max {
+	key := vm.buf[:0]
+	hs := r.headers()
+	for i := range hs.list {
+		h := &hs.list[i]
+		if !hs.valid(h) {
+			continue
+		}
+		k, v := hs.name(h), hs.value(h)
+		if max > 0 && n == max {
 			truncated = true
-			return
+			break
 		}
 		n++
-		key := string(k)
+		key = append(key[:0], k...)
 		if !raw {
-			key = strings.ToLower(key)
+			for i, c := range key {
+				if 'A' <= c && c <= 'Z' {
+					key[i] = c + 'a' - 'A'
+				}
+			}
 		}
 		lk := lua.LString(key)
-		switch old := t.RawGet(lk).(type) {
+		switch old := t.RawGetString(string(lk)).(type) {
 		case *lua.LNilType:
-			t.RawSet(lk, lua.LString(v))
+			t.RawSetString(string(lk), lua.LString(v))
 		case *lua.LTable:
 			old.Append(lua.LString(v))
 		default:
 			arr := L.CreateTable(2, 0)
 			arr.Append(old)
 			arr.Append(lua.LString(v))
-			t.RawSet(lk, arr)
+			t.RawSetString(string(lk), arr)
 		}
-	})
+	}
+	vm.buf = key[:0]
 	if !raw {
-		// ngx.req.get_headers().Content_Type style access works in
-		// OpenResty through a metatable that normalises the key.
-		meta := L.CreateTable(0, 0)
-		meta.RawSetString("__index", L.NewFunction(func(L *lua.LState) int {
-			k := strings.ToLower(strings.ReplaceAll(L.CheckString(2), "_", "-"))
-			L.Push(L.RawGet(L.CheckTable(1), lua.LString(k)))
-			return 1
-		}))
 		L.SetMetatable(t, meta)
 	}
 	L.Push(t)
@@ -152,29 +192,52 @@ func (vm *VM) reqGetHeaders(L *lua.LState) int {
 	return 1
 }
 
+// reqSetHeader is resty.core's set_header (clear_header with override and
+// no value): name and values through tostring and escaped, a table's items
+// as headers of their own, the first replacing, the others appended.
 func (vm *VM) reqSetHeader(L *lua.LState) int {
 	r := vm.request(L)
-	name := L.CheckString(1) // unlike ngx.header, "_" stays "_"
-	h := &r.Ctx.Request.Header
-	switch v := L.Get(2).(type) {
-	case *lua.LNilType:
-		h.Del(name)
-	case *lua.LTable:
-		h.Del(name)
-		n := v.Len()
-		for i := 1; i <= n; i++ {
-			h.Add(name, headerValue(L, v.RawGetInt(i)))
-		}
-	default:
-		h.Set(name, headerValue(L, v))
+	if L.Get(1) == lua.LNil {
+		apiError(L, "bad 'name' argument: string expected, got nil")
 	}
+	vm.setReqHeader(L, r, escapeHeader(luaToString(L, L.Get(1)), true), L.Get(2))
 	return 0
 }
 
 func (vm *VM) reqClearHeader(L *lua.LState) int {
 	r := vm.request(L)
-	r.Ctx.Request.Header.Del(L.CheckString(1))
+	vm.setReqHeader(L, r, escapeHeader(luaToString(L, L.Get(1)), true), lua.LNil)
 	return 0
+}
+
+// setReqHeader changes the header list Lua sees and mirrors the change in
+// fasthttp's header, which the rest of the server reads ($host, cookies,
+// subrequests' headers).
+func (vm *VM) setReqHeader(L *lua.LState, r *Request, name string, val lua.LValue) {
+	var values []string
+	switch v := val.(type) {
+	case *lua.LNilType:
+	case *lua.LTable:
+		n := v.Len()
+		for i := 1; i <= n; i++ {
+			values = append(values, headerValue(L, v.RawGetInt(i)))
+		}
+	default:
+		values = append(values, headerValue(L, v))
+	}
+	if len(values) == 0 {
+		r.setHeader([]byte(name), nil, true)
+	}
+	for i, v := range values {
+		r.setHeader([]byte(name), []byte(v), i == 0)
+	}
+	h := &r.Ctx.Request.Header
+	h.Del(name)
+	for _, v := range values {
+		if v != "" {
+			h.Add(name, v)
+		}
+	}
 }
 
 // The body is always read by fasthttp before the handler runs (up to
@@ -214,7 +277,7 @@ func (vm *VM) reqGetBodyFile(L *lua.LState) int {
 
 func (vm *VM) reqSetBodyData(L *lua.LState) int {
 	r := vm.request(L)
-	r.Ctx.Request.SetBodyString(L.CheckString(1))
+	r.Ctx.Request.SetBodyString(checkStr(L, 1))
 	r.bodyRead = true
 	return 0
 }
@@ -227,7 +290,7 @@ func (vm *VM) reqGetURIArgs(L *lua.LState) int {
 func (vm *VM) reqGetPostArgs(L *lua.LState) int {
 	r := vm.request(L)
 	if !r.bodyRead {
-		L.RaiseError("no request body found; maybe you should turn on lua_need_request_body?")
+		apiError(L, "no request body found; maybe you should turn on lua_need_request_body?")
 	}
 	return vm.decodeArgsInto(L, r.Ctx.Request.Body(), L.OptInt(1, 100))
 }
@@ -268,8 +331,11 @@ func dropEmptyArgs(raw []byte) []byte {
 
 func (vm *VM) reqSetURIArgs(L *lua.LState) int {
 	r := vm.request(L)
+	if n := L.GetTop(); n != 1 {
+		apiError(L, "expecting 1 argument but seen %d", n)
+	}
 	if L.Get(1) == lua.LNil {
-		argError(L, 1, "set_uri_args", "string or table expected")
+		apiArgError(L, 1, "string, number, or table expected, but got nil")
 	}
 	r.Ctx.URI().SetQueryString(vm.argsString(L, L.Get(1), 1, "set_uri_args"))
 	return 0
@@ -277,13 +343,16 @@ func (vm *VM) reqSetURIArgs(L *lua.LState) int {
 
 func (vm *VM) reqSetURI(L *lua.LState) int {
 	r := vm.request(L)
-	uri := L.CheckString(1)
-	if uri == "" {
-		L.RaiseError("attempt to use zero-length uri")
+	if n := L.GetTop(); n != 1 && n != 2 {
+		apiError(L, "expecting 1 argument but seen %d", n)
 	}
-	if L.OptBool(2, false) {
+	uri := checkStr(L, 1)
+	if uri == "" {
+		apiError(L, "attempt to use zero-length uri")
+	}
+	if L.GetTop() == 2 && L.CheckBool(2) {
 		if r.Phase != PhaseRewrite {
-			L.RaiseError("API disabled in the context of %s", r.Phase.directive())
+			apiError(L, "API disabled in the context of %s", r.Phase.directive())
 		}
 		r.ExecURI, r.ExecArgs = uri, string(r.Ctx.URI().QueryString())
 		vm.Exit(0)

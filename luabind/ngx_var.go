@@ -31,7 +31,7 @@ func (r *Request) Var(name string, scratch []byte) (value []byte, ok bool) {
 		v, _ := argValue(ctx.URI().QueryString(), name[4:])
 		return v, true
 	case hasPrefix(name, "http_"):
-		return ctx.Request.Header.PeekBytes(headerName(scratch[:0], name[5:])), true
+		return r.headerVar(name[5:], scratch[:0]), true
 	case hasPrefix(name, "sent_http_"):
 		return ctx.Response.Header.PeekBytes(headerName(scratch[:0], name[10:])), true
 	case hasPrefix(name, "cookie_"):
@@ -89,7 +89,9 @@ func (r *Request) Var(name string, scratch []byte) (value []byte, ok bool) {
 		b = append(b, ' ')
 		return append(b, ctx.Request.Header.Protocol()...), true
 	case "content_type":
-		return nilIfEmpty(ctx.Request.Header.ContentType()), true
+		// nginx's is the first Content-Type header's value: nil without
+		// one, "" when it was sent empty.
+		return r.headerVar("content_type", scratch[:0]), true
 	case "content_length":
 		// fasthttp reports 0 for a request that sent no Content-Length;
 		// nginx's variable is not found then.

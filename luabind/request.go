@@ -93,6 +93,10 @@ type Request struct {
 	Main *Request
 	// Socket holds the location's lua_socket_* settings (nil: defaults).
 	Socket *SocketSettings
+	// UnderscoresInHeaders is the server's underscores_in_headers: off,
+	// nginx's default, leaves a request header whose name has a '_' out
+	// of everything Lua sees.
+	UnderscoresInHeaders bool
 
 	// Exited is set by ngx.exit/ngx.redirect/ngx.exec; ExitCode is the
 	// status (or ngx.OK, ngx.ERROR …) the phase chain must act on.
@@ -112,12 +116,25 @@ type Request struct {
 	bodyRead         bool
 	eof              bool // ngx.eof called: later output is refused
 	contentLengthSet bool
+	// hdrs is the request's header list, split from the raw block hdrRaw
+	// when first needed (hdrsParsed); hdrsSet once Lua changed it, hdrOwn
+	// holding what Lua wrote.
+	hdrs       []reqHeader
+	hdrRaw     []byte
+	hdrOwn     []byte
+	hdrsParsed bool
+	hdrsSet    bool
+	// lineStarts are the offsets of the raw block's lines that $http_*
+	// lookups have read so far, up to lineNext (all once linesDone).
+	lineStarts []int32
+	lineNext   int32
+	linesDone  bool
 }
 
 // Reset clears r for reuse.
 func (r *Request) Reset() {
 	userVars := r.UserVars[:0]
-	*r = Request{UserVars: userVars}
+	*r = Request{UserVars: userVars, hdrs: r.hdrs[:0], hdrOwn: r.hdrOwn[:0], lineStarts: r.lineStarts[:0]}
 }
 
 // Capture returns $n of the regex location match, or nil.
