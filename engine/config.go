@@ -161,8 +161,11 @@ type Location struct {
 	LuaCodeCache      bool
 	LuaRequestTimeout time.Duration
 	Socket            SocketSettings
-	File              string
-	Line              int
+	// UnderscoresInHeaders (http and server level) keeps request headers
+	// whose name has a '_', which nginx drops by default.
+	UnderscoresInHeaders bool
+	File                 string
+	Line                 int
 
 	parent *Location
 	set    setBits
@@ -223,6 +226,7 @@ const (
 	setLogErrors
 	setContent
 	setReturn
+	setUnderscores
 )
 
 // AppendPath appends the file a *_by_lua_file chunk names for this request:
@@ -598,6 +602,9 @@ func mergeLocation(l, p *Location) {
 	}
 	if m(setLogErrors) {
 		l.Socket.LogErrors = p.Socket.LogErrors
+	}
+	if m(setUnderscores) {
+		l.UnderscoresInHeaders = p.UnderscoresInHeaders
 	}
 }
 

@@ -185,6 +185,12 @@ func init() {
 			return nil
 		}},
 		"access_log": {ctx: ctxHSL, args: argsMore1, apply: applyAccessLog},
+		"underscores_in_headers": {ctx: ctxHTTP | ctxServer, args: argsFlag, apply: func(b *builder, d *Directive, sc *scope) error {
+			if err := b.setOnce(d, sc, setUnderscores); err != nil {
+				return err
+			}
+			return applyFlag(func(sc *scope, on bool) { sc.loc.UnderscoresInHeaders = on })(b, d, sc)
+		}},
 
 		"lua_package_path":  {ctx: ctxHTTP, args: args1, apply: applyPackagePath},
 		"lua_package_cpath": {ctx: ctxHTTP, args: args1, apply: applyPackagePath},

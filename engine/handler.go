@@ -110,6 +110,7 @@ func (e *Engine) run(g *generation, srv *Server, ctx *fasthttp.RequestCtx, main 
 	r.Start = start
 	r.Internal = sub
 	r.Main = main
+	r.UnderscoresInHeaders = srv.Loc.UnderscoresInHeaders
 	// Header names go out as Lua writes them (x-lower stays x-lower), as
 	// nginx sends them.
 	ctx.Response.Header.DisableNormalizing()
