@@ -13,6 +13,7 @@ package spec
 //
 //	#> GET /compat/area/case?x=1     a request (method, raw request target)
 //	#>   H Name: value               a request header (as sent, case kept)
+//	#>   H "Name:  value \t"          one with edge spaces (a Go-quoted string)
 //	#>   B "a=1&b=2"                 a request body (a Go-quoted string)
 //	#>   S                           compare the status only (error pages
 //	                                 whose text is not part of the contract)
@@ -65,23 +66,6 @@ var compatKnownDifferences = map[string]string{
 	"error GET /compat/error/vm-messages": "gopher-lua's runtime error wording (\"attempt to index a non-table object(nil) " +
 		"with key 'y'\", \"cannot perform concat operation…\") differs from Lua 5.1/LuaJIT's",
 
-	// luabind: the ngx API.
-	"header GET /compat/header/content-type-casing": "same as header/casing for cache-control, location, content-encoding " +
-		"(OpenResty sends them lower-case as written)",
-	"redirect GET /compat/redirect/bad-code": "ngx.redirect's bad-status error carries no position under OpenResty; " +
-		"luaserve's L.RaiseError prefixes \"content_by_lua(nginx.conf:N):L:\" (luabind/ngx.go:357)",
-	"req GET /compat/req/headers": "request headers: nginx drops a header whose name has an underscore " +
-		"(X_Under: underscores_in_headers off), luaserve keeps it; get_headers(3) counts headers in wire order " +
-		"(Host, Connection, X-One) under OpenResty, luaserve skips Connection; get_headers(0, true) keeps " +
-		"names as sent (x-two) under OpenResty, luaserve canonicalises (X-Two) " +
-		"(luabind/ngx_req.go:106 reqGetHeaders; engine/engine.go:247 DisableHeaderNamesNormalizing)",
-	"req GET /compat/req/set-header": "ngx.req.set_header(name, {\"a\",\"b\"}) reads back in reverse order {b,a} in " +
-		"luaserve; set_header(\"Foo_Bar\") keeps the underscore under OpenResty (no foo-bar header) while luaserve " +
-		"turns it into foo-bar (luabind/ngx_req.go:155 reqSetHeader)",
-	"var GET /compat/var/content-type":     compatContentTypeReason,
-	"var GET /compat/var/content-type (2)": compatContentTypeReason,
-	"var GET /compat/var/content-type (3)": compatContentTypeReason,
-
 	// engine: phases, status pages, config.
 	"error GET /compat/error/after-output": "a Lua error after ngx.say: nginx has committed the response and " +
 		"drops the connection (the client gets no complete response), luaserve answers a complete 200 with " +
@@ -90,15 +74,7 @@ var compatKnownDifferences = map[string]string{
 
 // compatUnstable names the known differences whose luaserve side varies
 // from run to run: matching OpenResty once does not mean they are fixed.
-var compatUnstable = map[string]bool{
-	"var GET /compat/var/content-type":     true,
-	"var GET /compat/var/content-type (2)": true,
-	"var GET /compat/var/content-type (3)": true,
-}
-
-const compatContentTypeReason = "ngx.var.content_type without a Content-Type header is nil under OpenResty; " +
-	"under luaserve it is nil or \"\" depending on the pooled fasthttp request the connection got " +
-	"(ContentType() returns a nil or an empty slice; luabind/ngx_var.go:88 should map empty to nil)"
+var compatUnstable = map[string]bool{}
 
 // compatHTTPConf is the http-level config both servers share.
 const compatHTTPConf = `
@@ -152,7 +128,12 @@ func loadCompatCorpus(t *testing.T) (locations string, cases []*compatCase) {
 			switch {
 			case strings.HasPrefix(line, "H "):
 				require.NotNil(t, cur, "%s: header before any request", where)
-				cur.headers = append(cur.headers, strings.TrimSpace(line[2:]))
+				h := strings.TrimSpace(line[2:])
+				if strings.HasPrefix(h, `"`) {
+					h, err = strconv.Unquote(h)
+					require.NoError(t, err, "%s: a quoted header must be a Go-quoted string", where)
+				}
+				cur.headers = append(cur.headers, h)
 			case strings.HasPrefix(line, "B "):
 				require.NotNil(t, cur, "%s: body before any request", where)
 				cur.body, err = strconv.Unquote(strings.TrimSpace(line[2:]))
