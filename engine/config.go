@@ -15,6 +15,8 @@ import (
 
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
+
+	"luaserve/luabind"
 )
 
 // Defaults applied when the config does not say otherwise; they follow nginx
@@ -703,8 +705,8 @@ func within(base, p string) bool {
 // compileLua compiles source into a proto shared by every VM. Errors read
 // like Lua's own: "name:line: message near 'token'".
 func compileLua(code, name string) (*lua.FunctionProto, error) {
-	chunk, err := parse.Parse(strings.NewReader(code), name)
-	if err != nil {
+	proto, err := luabind.CompileChunk(strings.NewReader(code), name)
+	if cerr := (*lua.CompileError)(nil); err != nil && !errors.As(err, &cerr) {
 		var pe *parse.Error
 		if errors.As(err, &pe) {
 			if pe.Pos.Line == parse.EOF {
@@ -714,7 +716,6 @@ func compileLua(code, name string) (*lua.FunctionProto, error) {
 		}
 		return nil, fmt.Errorf("%s: %s", name, strings.TrimSpace(err.Error()))
 	}
-	proto, err := lua.Compile(chunk, name)
 	if err != nil {
 		return nil, fmt.Errorf("%s", strings.TrimSpace(err.Error()))
 	}

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	lua "github.com/yuin/gopher-lua"
-	"github.com/yuin/gopher-lua/parse"
 
 	"luaserve/luabind"
 )
@@ -221,11 +220,11 @@ func compileFile(path string) (*lua.FunctionProto, error) {
 		// %w keeps fs.ErrNotExist visible: a missing file answers 404.
 		return nil, fmt.Errorf("failed to load external Lua file %q: cannot open %s: %w", path, path, errors.Unwrap(err))
 	}
-	chunk, err := parse.Parse(strings.NewReader(string(src)), "@"+path)
-	if err != nil {
+	proto, err := luabind.CompileChunk(strings.NewReader(string(src)), "@"+path)
+	if cerr := (*lua.CompileError)(nil); err != nil && !errors.As(err, &cerr) {
 		return nil, fmt.Errorf("failed to load external Lua file %q: %v", path, err)
 	}
-	return lua.Compile(chunk, "@"+path)
+	return proto, err
 }
 
 // fileProto returns the proto for a *_by_lua_file path resolved for a

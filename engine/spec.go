@@ -20,6 +20,8 @@ import (
 	"github.com/valyala/fasthttp"
 	lua "github.com/yuin/gopher-lua"
 	"github.com/yuin/gopher-lua/parse"
+
+	"luaserve/luabind"
 )
 
 //go:embed spec_prelude.lua
@@ -240,11 +242,11 @@ func isFile(path string) bool {
 }
 
 func compileChunk(src, name string) (*lua.FunctionProto, error) {
-	chunk, err := parse.Parse(strings.NewReader(src), name)
-	if err != nil {
+	proto, err := luabind.CompileChunk(strings.NewReader(src), name)
+	if cerr := (*lua.CompileError)(nil); err != nil && !errors.As(err, &cerr) {
 		return nil, syntaxError(name, err)
 	}
-	return lua.Compile(chunk, name)
+	return proto, err
 }
 
 // syntaxError rewrites gopher-lua's "x line:3(column:5) near 'y': msg" as

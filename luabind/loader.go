@@ -8,14 +8,11 @@ import (
 )
 
 // installSearcher replaces gopher-lua's Lua-file searcher (package.loaders[2])
-// with one that compiles through Options.Compile. The engine caches the
-// protos per config generation, so a module is compiled once for all VMs
-// rather than once per VM, and it records the files to watch for hot
-// reload.
+// with one that compiles through Options.Compile, or CompileChunk without
+// it. The engine caches the protos per config generation, so a module is
+// compiled once for all VMs rather than once per VM, and it records the
+// files to watch for hot reload.
 func (vm *VM) installSearcher() {
-	if vm.opts.Compile == nil {
-		return
-	}
 	L := vm.L
 	loaders, ok := L.GetField(L.Get(lua.RegistryIndex), "_LOADERS").(*lua.LTable)
 	if !ok {
@@ -47,7 +44,13 @@ func (vm *VM) searchLuaFile(L *lua.LState) int {
 			tried.WriteString("no file '" + file + "'")
 			continue
 		}
-		proto, err := vm.opts.Compile(file)
+		compile := vm.opts.Compile
+		if compile == nil {
+			// Uncached (lua_code_cache off, tests): compiled per
+			// require, but still by CompileChunk, as every chunk is.
+			compile = compileModuleFile
+		}
+		proto, err := compile(file)
 		if err != nil {
 			L.RaiseError("error loading module '%s' from file '%s':\n\t%v", name, file, err)
 		}

@@ -465,7 +465,7 @@ func (o *rmc) appendKey(L *lua.LState, dst []byte, key lua.LValue) []byte {
 	L.Call(1, 1)
 	v := L.Get(-1)
 	L.Pop(1)
-	return rmcAppendConcat(L, dst, v)
+	return rmcAppendConcat(L, dst, v, "")
 }
 
 // unescapeKey maps a key from a reply back through key_transform.
@@ -497,21 +497,18 @@ func rmcAppendEscaped(dst []byte, s string) []byte {
 }
 
 // rmcAppendConcat appends v as Lua's `..` would, raising its error for
-// anything but a string or a number.
-func rmcAppendConcat(L *lua.LState, dst []byte, v lua.LValue) []byte {
+// anything but a string or a number; name is the library's variable v
+// stands for, as LuaJIT names it ("local 'exptime'"), "" for an
+// expression.
+func rmcAppendConcat(L *lua.LState, dst []byte, v lua.LValue, name string) []byte {
 	switch lv := v.(type) {
 	case lua.LString:
 		return append(dst, lv...)
 	case lua.LNumber:
-		f := float64(lv)
-		if f == math.Trunc(f) && math.Abs(f) < 1e15 {
-			return strconv.AppendInt(dst, int64(f), 10)
-		}
-		return append(dst, lv.String()...)
+		return appendLuaJITNumber(dst, float64(lv))
 	}
-	// gopher-lua's wording, as the library's own `..` raises it here (the
-	// bad operand is always followed by " " or "\r\n").
-	L.RaiseError("cannot perform concat operation between %s and string", v.Type().String())
+	// LuaJIT's wording, as the library's own `..` raises it here.
+	L.RaiseError("%s", opError("concatenate", name, v))
 	return dst
 }
 
@@ -522,7 +519,7 @@ func rmcAppendValue(L *lua.LState, dst []byte, v lua.LValue, depth int) []byte {
 	if !ok {
 		switch v.(type) {
 		case lua.LString, lua.LNumber:
-			return rmcAppendConcat(L, dst, v)
+			return rmcAppendConcat(L, dst, v, "")
 		}
 		L.RaiseError("bad argument #1 to strlen (string expected, got %s)", v.Type().String())
 	}
@@ -536,9 +533,9 @@ func rmcAppendValue(L *lua.LState, dst []byte, v lua.LValue, depth int) []byte {
 		case *lua.LTable:
 			dst = rmcAppendValue(L, dst, e, depth+1)
 		case lua.LString, lua.LNumber:
-			dst = rmcAppendConcat(L, dst, e)
+			dst = rmcAppendConcat(L, dst, e, "")
 		default:
-			L.RaiseError("invalid value (%s) at index %d in table for concat", e.Type().String(), i)
+			L.RaiseError("invalid value (%s) at index %d in table for 'concat'", e.Type().String(), i)
 		}
 	}
 	return dst
@@ -546,12 +543,12 @@ func rmcAppendValue(L *lua.LState, dst []byte, v lua.LValue, depth int) []byte {
 
 // appendArgOr appends argument n as `..` would, or def when it is nil or
 // false (the library's `if not exptime then exptime = 0 end`).
-func rmcAppendArgOr(L *lua.LState, dst []byte, n int, def string) []byte {
+func rmcAppendArgOr(L *lua.LState, dst []byte, n int, def, name string) []byte {
 	v := L.Get(n)
 	if !lua.LVAsBool(v) {
 		return append(dst, def...)
 	}
-	return rmcAppendConcat(L, dst, v)
+	return rmcAppendConcat(L, dst, v, name)
 }
 
 // exec sends the command in o.buf and reads its reply, or queues both when
@@ -880,9 +877,9 @@ func (o *rmc) storeCmd(L *lua.LState, cmd string, cas lua.LValue) int {
 	b = append(b, ' ')
 	b = o.appendKey(L, b, L.Get(2))
 	b = append(b, ' ')
-	b = rmcAppendArgOr(L, b, argFlags, "0")
+	b = rmcAppendArgOr(L, b, argFlags, "0", "local 'flags'")
 	b = append(b, ' ')
-	b = rmcAppendArgOr(L, b, argExp, "0")
+	b = rmcAppendArgOr(L, b, argExp, "0", "local 'exptime'")
 	b = append(b, ' ')
 	if isStr {
 		b = strconv.AppendInt(b, int64(len(str)), 10)
@@ -891,7 +888,7 @@ func (o *rmc) storeCmd(L *lua.LState, cmd string, cas lua.LValue) int {
 	}
 	if cas != lua.LNil {
 		b = append(b, ' ')
-		b = rmcAppendConcat(L, b, cas)
+		b = rmcAppendConcat(L, b, cas, "local 'cas_uniq'")
 	}
 	b = append(b, "\r\n"...)
 	if isStr {
@@ -913,7 +910,7 @@ func (m *rmcModule) cas(L *lua.LState) int {
 	}
 	cas := L.Get(4)
 	if cas == lua.LNil {
-		L.RaiseError("cannot perform concat operation between nil and string")
+		L.RaiseError("attempt to concatenate local 'cas_uniq' (a nil value)")
 	}
 	return o.storeCmd(L, "cas", cas)
 }
@@ -966,7 +963,7 @@ func (m *rmcModule) touch(L *lua.LState) int {
 	b := append(o.m.take(), "touch "...)
 	b = o.appendKey(L, b, L.Get(2))
 	b = append(b, ' ')
-	b = rmcAppendConcat(L, b, L.Get(3))
+	b = rmcAppendConcat(L, b, L.Get(3), "local 'exptime'")
 	o.buf = append(b, "\r\n"...)
 	return o.exec(L, rmcTouch)
 }
@@ -980,7 +977,7 @@ func (m *rmcModule) flushAll(L *lua.LState) int {
 	b := append(o.m.take(), "flush_all"...)
 	if t := L.Get(2); lua.LVAsBool(t) {
 		b = append(b, ' ')
-		b = rmcAppendConcat(L, b, t)
+		b = rmcAppendConcat(L, b, t, "local 'time'")
 	}
 	o.buf = append(b, "\r\n"...)
 	return o.exec(L, rmcFlush)
@@ -1008,7 +1005,7 @@ func (m *rmcModule) incr(L *lua.LState, cmd string) int {
 	b = append(b, ' ')
 	b = o.appendKey(L, b, L.Get(2))
 	b = append(b, ' ')
-	b = rmcAppendConcat(L, b, L.Get(3))
+	b = rmcAppendConcat(L, b, L.Get(3), "local 'value'")
 	o.buf = append(b, "\r\n"...)
 	return o.exec(L, rmcIncr)
 }
@@ -1022,7 +1019,7 @@ func (m *rmcModule) stats(L *lua.LState) int {
 	b := append(o.m.take(), "stats"...)
 	if a := L.Get(2); lua.LVAsBool(a) {
 		b = append(b, ' ')
-		b = rmcAppendConcat(L, b, a)
+		b = rmcAppendConcat(L, b, a, "local 'args'")
 	}
 	o.buf = append(b, "\r\n"...)
 	return o.exec(L, rmcStats)
@@ -1055,7 +1052,7 @@ func (m *rmcModule) verbosity(L *lua.LState) int {
 		return ret(L, 1, "not initialized")
 	}
 	b := append(o.m.take(), "verbosity "...)
-	b = rmcAppendConcat(L, b, L.Get(2))
+	b = rmcAppendConcat(L, b, L.Get(2), "local 'level'")
 	o.buf = append(b, "\r\n"...)
 	return o.exec(L, rmcVerbosity)
 }

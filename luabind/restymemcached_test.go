@@ -372,13 +372,13 @@ nil "CLIENT_ERROR invalid exptime argument"
 		show(memc:get("k"))
 	`, `false bad argument #1 to strlen (string expected, got nil)
 false bad argument #1 to strlen (string expected, got boolean)
-false cannot perform concat operation between nil and string
-false cannot perform concat operation between nil and string
-false cannot perform concat operation between nil and string
-false cannot perform concat operation between table and string
-false cannot perform concat operation between nil and string
-false invalid value (boolean) at index 2 in table for concat
-false invalid value (boolean) at index 1 in table for concat
+false attempt to concatenate local 'exptime' (a nil value)
+false attempt to concatenate local 'value' (a nil value)
+false attempt to concatenate local 'level' (a nil value)
+false attempt to concatenate local 'exptime' (a table value)
+false attempt to concatenate local 'cas_uniq' (a nil value)
+false invalid value (boolean) at index 2 in table for 'concat'
+false invalid value (boolean) at index 1 in table for 'concat'
 1
 "v" "1"
 `, false},
@@ -497,13 +497,13 @@ nil nil nil
 		local bad = memcached:new{key_transform = {function() return nil end, tostring}}
 		assert(bad:connect(HOST, PORT))
 		local ok, err = pcall(bad.get, bad, "x")
-		show(ok, err:match("cannot perform concat operation between nil and string"))
+		show(ok, err:match("attempt to concatenate a nil value"))
 	`, `1
 "v" "0"
 "v" "0"
 "v" nil
 4
-false "cannot perform concat operation between nil and string"
+false "attempt to concatenate a nil value"
 `, false},
 	{"reentrant key_transform", rmcConnect + `
 		local seen = {}

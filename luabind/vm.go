@@ -210,18 +210,20 @@ func NewVM(opts *Options) (*VM, error) {
 }
 
 // luajitCompat makes the base library answer as LuaJIT's does where
-// OpenResty code can see it: tostring of numbers ("%.14g", inf, nan) and
-// math.huge (gopher-lua sets it to the largest float).
+// OpenResty code can see it: tostring of numbers ("%.14g", inf, nan),
+// math.huge (gopher-lua sets it to the largest float), table.concat and the
+// loaders (compiled by CompileChunk).
 func (vm *VM) luajitCompat() {
 	L := vm.L
 	orig := L.GetGlobal("tostring")
 	L.SetGlobal("tostring", L.NewFunction(func(L *lua.LState) int {
 		if n, ok := L.Get(1).(lua.LNumber); ok && L.GetTop() >= 1 {
-			L.Push(lua.LString(AppendNumber(nil, float64(n))))
+			L.Push(lua.LString(appendLuaJITNumber(nil, float64(n))))
 			return 1
 		}
+		v := L.CheckAny(1)
 		L.Push(orig)
-		L.Push(L.CheckAny(1))
+		L.Push(v)
 		L.Call(1, 1)
 		return 1
 	}))
@@ -232,6 +234,8 @@ func (vm *VM) luajitCompat() {
 	str.RawSetString("format", L.NewFunction(func(L *lua.LState) int {
 		return luajitFormat(L, format)
 	}))
+	L.GetGlobal("table").(*lua.LTable).RawSetString("concat", L.NewFunction(luajitTableConcat))
+	luajitLoaders(L)
 }
 
 // luaError is Lua 5.1's error(message [, level]): a string message gets the

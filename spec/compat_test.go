@@ -60,9 +60,7 @@ const (
 // that stops differing fails the test, so the list cannot rot.
 var compatKnownDifferences = map[string]string{
 	// gopher-lua itself (not fixable in luabind without replacing the VM's
-	// number formatting, messages or base library).
-	"say GET /compat/say/concat": "the .. operator and table.concat coerce numbers with gopher-lua's LNumber.String " +
-		"(Go formatting, as tostring); needs a gopher-lua change, not reachable from luabind",
+	// messages).
 	"error GET /compat/error/vm-messages": "gopher-lua's runtime error wording (\"attempt to index a non-table object(nil) " +
 		"with key 'y'\", \"cannot perform concat operation…\") differs from Lua 5.1/LuaJIT's",
 
