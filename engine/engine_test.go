@@ -218,7 +218,7 @@ func TestEngineErrorPaths(t *testing.T) {
 	assert.Equal(t, 500, code)
 	assert.Contains(t, body, "500 Internal Server Error")
 	log := s.log.String()
-	assert.Regexp(t, `\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#0: \*\d+ lua entry thread aborted: runtime error: content_by_lua\(nginx\.conf:\d+\):1: attempt to index a non-table object\(nil\) with key 'x'`, log)
+	assert.Regexp(t, `\d{4}/\d\d/\d\d \d\d:\d\d:\d\d \[error\] \d+#0: \*\d+ lua entry thread aborted: runtime error: content_by_lua\(nginx\.conf:\d+\):1: attempt to index local 't' \(a nil value\)`, log)
 	assert.Contains(t, log, "stack traceback:")
 	assert.Regexp(t, `, client: 127\.0\.0\.1, server: localhost, request: "GET /err HTTP/1\.1", host: "127\.0\.0\.1:\d+"`, log)
 }

@@ -53,14 +53,14 @@ func TestSpecRunnerReportsFailuresWithFileAndLine(t *testing.T) {
 		"--- FAIL: failures reports a custom message (spec/fail_spec.lua:11)\nspec/fail_spec.lua:12: the flag\nexpected true, got false\n",
 		"spec/fail_spec.lua:16: expected {a = {1, 2}}, got {a = {1, 3}} (first difference at [\"a\"][2])\n",
 		"--- FAIL: failures reports an error with a traceback (spec/fail_spec.lua:19)\n" +
-			"spec/fail_spec.lua:22: attempt to index a non-table object(nil) with key 'field'\n" +
+			"spec/fail_spec.lua:22: attempt to index upvalue 't' (a nil value)\n" +
 			"stack traceback:\n\tspec/fail_spec.lua:22: in function 'helper'\n\tspec/fail_spec.lua:24: in function <spec/fail_spec.lua:19>\n--- ",
 		"spec/fail_spec.lua:28: error object: {code = 7}\n",
 		"spec/fail_spec.lua:32: expected an error, got none\n",
 		"spec/fail_spec.lua:36: expected a value different from 3\n",
 		"--- PENDING: failures counts pending apart (spec/fail_spec.lua:43)\n",
 		"--- FAIL: a failing before_each fails the test it guards (spec/fail_spec.lua:51)\nspec/fail_spec.lua:48: setup broke\n",
-		"--- FAIL: a failing describe body (describe body) (spec/fail_spec.lua:56)\nspec/fail_spec.lua:59: attempt to index a non-table object(nil) with key 'y'\n",
+		"--- FAIL: a failing describe body (describe body) (spec/fail_spec.lua:56)\nspec/fail_spec.lua:59: attempt to index local 'x' (a nil value)\n",
 		"--- FAIL: a failing setup fails every test below it (spec/fail_spec.lua:67)\nspec/fail_spec.lua:64: no fixture\n",
 		"--- PENDING: a failing setup but keeps pending ones pending (spec/fail_spec.lua:68)\n",
 		"--- FAIL: a failing teardown teardown (spec/fail_spec.lua:71)\nspec/fail_spec.lua:73: cleanup broke\n",

@@ -60,3 +60,45 @@ return s`
 		}
 	}
 }
+
+// BenchmarkPcallError compares a loop of failing pcalls under gopher-lua's
+// own pcall and error wording with luabind's (the message rewritten while
+// the failing frame is on the stack). Per-call figures: ns/pcall.
+func BenchmarkPcallError(b *testing.B) {
+	for _, c := range []struct{ name, body string }{
+		{"index", `pcall(function() local t return t.x end)`},
+		{"error", `pcall(error, "x")`},
+		{"ok", `pcall(tostring, 1)`},
+	} {
+		src := `for i = 1, 1000 do ` + c.body + ` end`
+		b.Run(c.name+"/gopher-lua", func(b *testing.B) {
+			L := lua.NewState()
+			defer L.Close()
+			chunk, err := parse.Parse(strings.NewReader(src), "bench")
+			require.NoError(b, err)
+			proto, err := lua.Compile(chunk, "bench")
+			require.NoError(b, err)
+			fn := L.NewFunctionFromProto(proto)
+			b.ReportAllocs()
+			for b.Loop() {
+				L.Push(fn)
+				L.Call(0, 0)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/pcall")
+		})
+		b.Run(c.name+"/luajit", func(b *testing.B) {
+			vm, err := NewVM(&Options{})
+			require.NoError(b, err)
+			defer vm.Close()
+			proto, err := CompileChunk(strings.NewReader(src), "bench")
+			require.NoError(b, err)
+			fn := vm.L.NewFunctionFromProto(proto)
+			b.ReportAllocs()
+			for b.Loop() {
+				vm.L.Push(fn)
+				vm.L.Call(0, 0)
+			}
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/1000, "ns/pcall")
+		})
+	}
+}

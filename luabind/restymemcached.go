@@ -521,7 +521,7 @@ func rmcAppendValue(L *lua.LState, dst []byte, v lua.LValue, depth int) []byte {
 		case lua.LString, lua.LNumber:
 			return rmcAppendConcat(L, dst, v, "")
 		}
-		L.RaiseError("bad argument #1 to strlen (string expected, got %s)", v.Type().String())
+		L.RaiseError("bad argument #1 to 'strlen' (string expected, got %s)", v.Type().String())
 	}
 	if depth > 100 {
 		L.RaiseError("value table nested too deeply")

@@ -211,8 +211,9 @@ func NewVM(opts *Options) (*VM, error) {
 
 // luajitCompat makes the base library answer as LuaJIT's does where
 // OpenResty code can see it: tostring of numbers ("%.14g", inf, nan),
-// math.huge (gopher-lua sets it to the largest float), table.concat and the
-// loaders (compiled by CompileChunk).
+// math.huge (gopher-lua sets it to the largest float), table.concat, the
+// loaders (compiled by CompileChunk) and runtime error messages caught by
+// pcall, xpcall and coroutines (see luajit_errors.go).
 func (vm *VM) luajitCompat() {
 	L := vm.L
 	orig := L.GetGlobal("tostring")
@@ -235,6 +236,11 @@ func (vm *VM) luajitCompat() {
 		return luajitFormat(L, format)
 	}))
 	L.GetGlobal("table").(*lua.LTable).RawSetString("concat", L.NewFunction(luajitTableConcat))
+	L.SetGlobal("pcall", L.NewFunction(luajitPCall(L.NewFunction(luajitErrorHandler))))
+	L.SetGlobal("xpcall", L.NewFunction(luajitXPCall))
+	debug := L.GetGlobal("debug").(*lua.LTable)
+	debug.RawSetString("traceback", L.NewFunction(luajitDebugTraceback(debug.RawGetString("traceback").(*lua.LFunction))))
+	luajitCoroutines(L)
 	luajitLoaders(L)
 }
 
@@ -246,7 +252,7 @@ func luaError(L *lua.LState) int {
 	obj := L.Get(1)
 	level := L.OptInt(2, 1)
 	if msg, ok := obj.(lua.LString); ok && level > 0 {
-		if dbg, ok := L.GetStack(level); ok {
+		if dbg, ok := stackLevel(L, level); ok {
 			if _, err := L.GetInfo("Sl", dbg, lua.LNil); err == nil && dbg.CurrentLine > 0 {
 				obj = lua.LString(shortSource(dbg.Source) + ":" + strconv.Itoa(dbg.CurrentLine) + ": " + string(msg))
 			}
@@ -474,7 +480,9 @@ func (vm *VM) traceback(L *lua.LState) int {
 	}
 	v := L.Get(1)
 	msg, ok := v.(lua.LString)
-	if !ok {
+	if ok {
+		msg = lua.LString(luajitMessage(L, 1, string(msg)))
+	} else {
 		if v == lua.LNil {
 			msg = "nil"
 		} else {
@@ -491,6 +499,9 @@ func (vm *VM) traceback(L *lua.LState) int {
 		}
 		if _, err := L.GetInfo("Sln", dbg, lua.LNil); err != nil {
 			break
+		}
+		if internalFrame(L, dbg) {
+			continue
 		}
 		b.WriteString("\n\t")
 		if dbg.What == "G" {

@@ -59,11 +59,6 @@ const (
 // OpenResty, each with the reason and where the fix belongs. A listed case
 // that stops differing fails the test, so the list cannot rot.
 var compatKnownDifferences = map[string]string{
-	// gopher-lua itself (not fixable in luabind without replacing the VM's
-	// messages).
-	"error GET /compat/error/vm-messages": "gopher-lua's runtime error wording (\"attempt to index a non-table object(nil) " +
-		"with key 'y'\", \"cannot perform concat operation…\") differs from Lua 5.1/LuaJIT's",
-
 	// engine: phases, status pages, config.
 	"error GET /compat/error/after-output": "a Lua error after ngx.say: nginx has committed the response and " +
 		"drops the connection (the client gets no complete response), luaserve answers a complete 200 with " +
