@@ -525,3 +525,45 @@ func TestEnvDirectiveAndConnectionClose(t *testing.T) {
 	assert.Contains(t, string(all), "Connection: close")
 	assert.True(t, strings.HasSuffix(string(all), "inherited set nil\n"))
 }
+
+// A handler failing after output gets what nginx gives: the connection cut,
+// with nothing sent (output is buffered until the handler ends, nginx's is
+// until a flush) or, after ngx.flush, the response up to that flush with no
+// final chunk. The server goes on serving, the error is logged.
+func TestEngineFailureAfterOutputCutsTheConnection(t *testing.T) {
+	s := startEngine(t, `
+	server {
+		listen 127.0.0.1:0;
+		location /say { content_by_lua_block { ngx.say("partial") error("late") } }
+		location /flush {
+			content_by_lua_block {
+				ngx.status = 201
+				ngx.say("sent")
+				ngx.flush(true)
+				ngx.say("buffered")
+				error("late")
+			}
+		}
+		location /ok { content_by_lua_block { ngx.say("ok") } }
+	}`, map[string]string{})
+	raw := func(uri string) string {
+		c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
+		_, err = c.Write([]byte("GET " + uri + " HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+		require.NoError(t, err)
+		got, err := io.ReadAll(c) // until the server closes
+		require.NoError(t, err)
+		return string(got)
+	}
+	assert.Empty(t, raw("/say"))
+	got := raw("/flush")
+	assert.True(t, strings.HasPrefix(got, "HTTP/1.1 201 Created\r\n"), got)
+	assert.Contains(t, got, "\r\nTransfer-Encoding: chunked\r\n")
+	assert.True(t, strings.HasSuffix(got, "\r\n\r\n5\r\nsent\n\r\n"), "the flushed chunk, no final one: %q", got)
+	code, body := s.get(t, "/ok")
+	assert.Equal(t, 200, code)
+	assert.Equal(t, "ok\n", body)
+	assert.Contains(t, s.log.String(), "late")
+}

@@ -391,17 +391,50 @@ func (rs *reqState) runChunk(c *LuaChunk) bool {
 	return false
 }
 
-// fail answers status for a request whose handler failed. nginx, having
-// streamed the output so far, can only cut the connection; luaserve has
-// buffered it, so it drops it and sends a whole error response instead of a
-// truncated success.
+// fail answers status for a request whose handler failed. Once output has
+// started (ngx.say, print, flush, send_headers, eof), nginx has committed
+// the status line and can only cut the connection: the client gets no
+// complete response, so it cannot take a half-written page for a success.
+// luaserve does the same, and as it buffers the output until the handler
+// ends, the client gets nothing at all — as from nginx when nothing had
+// been flushed yet. A subrequest's failure after output is its parent's to
+// handle: it answers a whole error as before.
 func (rs *reqState) fail(status int) {
 	if rs.lr.HeadersSent {
+		if !rs.sub {
+			rs.cut()
+			return
+		}
 		rs.lr.HeadersSent = false
 		rs.lr.Ctx.Response.ResetBody()
 		rs.lr.Ctx.Response.Header.SetContentType(rs.loc.DefaultType)
 	}
 	rs.finish(status)
+}
+
+// cut ends a main request whose handler failed after output: no response
+// but what nginx would have sent before the failure (the status line,
+// headers and body up to the last ngx.flush, chunked), then the connection
+// closes.
+func (rs *reqState) cut() {
+	ctx := rs.lr.Ctx
+	ctx.HijackSetNoResponse(true)
+	if !rs.lr.Flushed {
+		ctx.Hijack(func(net.Conn) {}) // fasthttp closes the connection after it
+		return
+	}
+	ctx.Response.Header.SetContentLength(-1) // chunked
+	out := ctx.Response.Header.AppendBytes(nil)
+	if body := ctx.Response.Body()[:rs.lr.FlushedLen]; len(body) > 0 {
+		out = strconv.AppendInt(out, int64(len(body)), 16)
+		out = append(out, "\r\n"...)
+		out = append(out, body...)
+		out = append(out, "\r\n"...)
+	}
+	ctx.Hijack(func(c net.Conn) {
+		c.SetWriteDeadline(time.Now().Add(10 * time.Second)) //nolint:errcheck // the write below fails then
+		c.Write(out)                                         //nolint:errcheck // the connection is cut anyway
+	})
 }
 
 // proto returns the compiled chunk for c in this request: inline and static

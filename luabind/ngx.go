@@ -318,6 +318,7 @@ func AppendNumber(b []byte, n float64) []byte { return AppendLuaNumber(b, n) }
 func (vm *VM) ngxFlush(L *lua.LState) int {
 	r := vm.request(L)
 	r.HeadersSent = true
+	r.Flushed, r.FlushedLen = true, len(r.Ctx.Response.Body())
 	L.Push(lua.LNumber(1))
 	return 1
 }

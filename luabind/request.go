@@ -109,6 +109,13 @@ type Request struct {
 	// ngx.flush); ngx.status and ngx.header changes are refused after it,
 	// as nginx has already sent them.
 	HeadersSent bool
+	// Flushed is set by ngx.flush, with FlushedLen the body length then:
+	// what nginx would have sent the client already. luaserve sends the
+	// response when the handler ends; if the handler fails after a
+	// flush, the client gets that much and then a cut connection, as
+	// from nginx.
+	Flushed    bool
+	FlushedLen int
 	// Status set through ngx.status (0 = not set).
 	Status int
 

@@ -58,12 +58,7 @@ const (
 // subtest's log) where luaserve is known to answer differently from
 // OpenResty, each with the reason and where the fix belongs. A listed case
 // that stops differing fails the test, so the list cannot rot.
-var compatKnownDifferences = map[string]string{
-	// engine: phases, status pages, config.
-	"error GET /compat/error/after-output": "a Lua error after ngx.say: nginx has committed the response and " +
-		"drops the connection (the client gets no complete response), luaserve answers a complete 200 with " +
-		"the partial body, which a client cannot tell from success (engine/handler.go:410 finish)",
-}
+var compatKnownDifferences = map[string]string{}
 
 // compatUnstable names the known differences whose luaserve side varies
 // from run to run: matching OpenResty once does not mean they are fixed.
