@@ -68,7 +68,7 @@ func BenchmarkPcallError(b *testing.B) {
 	for _, c := range []struct{ name, body string }{
 		{"index", `pcall(function() local t return t.x end)`},
 		{"error", `pcall(error, "x")`},
-		{"ok", `pcall(tostring, 1)`},
+		{"ok", `pcall(type, 1)`},
 	} {
 		src := `for i = 1, 1000 do ` + c.body + ` end`
 		b.Run(c.name+"/gopher-lua", func(b *testing.B) {

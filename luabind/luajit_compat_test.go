@@ -260,6 +260,9 @@ var luajitCases = []string{
 	`return pcall(string.rep)`,
 	`local t = {f = string.rep} local r = t.f() return r`,
 	`local r = string.byte({}) return r`,
+	`local t = {string.rep} local r = t[1]() return r`,
+	`local r = (string.rep)() return r`,
+	`local f = function() return string.rep end local r = f()() return r`,
 	// Loops and tables.
 	`for i = nil, 2 do end`,
 	`for i = 1, "x" do end`,

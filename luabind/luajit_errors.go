@@ -80,12 +80,13 @@ func splitPosition(msg string) (prefix, body string) {
 	}
 }
 
-// luajitArgError rewrites gopher-lua's argument error, raised by the Go function
-// of frame dbg ("bad argument #2 to rep (number expected, got nil)"), as
-// LuaJIT words it: the function name quoted, arguments counted without
-// self in a method call ("calling 'rep' on bad self" for self itself), a
-// missing argument "no value", and neither name nor position when the
-// function was not called from Lua code or was tail-called.
+// luajitArgError rewrites gopher-lua's argument error, raised by the Go
+// function of frame dbg ("bad argument #2 to rep (number expected, got
+// nil)"), as LuaJIT words it: the function name quoted ("?" when the call
+// site gives none), arguments counted without self in a method call
+// ("calling 'rep' on bad self" for self itself), a missing argument "no
+// value", and neither name nor position when the function was not called
+// from Lua code or was tail-called.
 func luajitArgError(L *lua.LState, level int, dbg *lua.Debug, prefix, body string) (string, bool) {
 	rest, ok := strings.CutPrefix(body, "bad argument #")
 	if !ok {
@@ -101,6 +102,9 @@ func luajitArgError(L *lua.LState, level int, dbg *lua.Debug, prefix, body strin
 		return "", false
 	}
 	msg = msg[:len(msg)-1]
+	if name == "(anonymous)" {
+		name = "?"
+	}
 	if got, ok := strings.CutSuffix(msg, "got nil"); ok && narg > frameField(dbg, "NArgs") {
 		msg = got + "got no value"
 	}
