@@ -282,6 +282,8 @@ var luajitCases = []string{
 	`return pcall(setmetatable({}, {__call = function(self, a) return a end}), 7)`,
 	`return pcall(function(...) return ... end, 1, nil, 3)`,
 	`return pcall(error)`,
+	`return pcall(function() error("attempt to compare number with number") end)`,
+	`return pcall(function() error("attempt to call a non-function object") end)`,
 	`return pcall(error, {})`,
 	`return pcall(function() local t = {} return t.x.y end)`,
 	`return select("#", pcall(function() end))`,

@@ -34,6 +34,10 @@ func luajitMessage(L *lua.LState, level int, msg string) string {
 	inGo := false
 	dbg, ok := L.GetStack(level)
 	if ok {
+		if f, err := L.GetInfo("f", dbg, lua.LNil); err == nil && f == errorFunction() {
+			// error()'s message is the caller's own, whatever it says.
+			return msg
+		}
 		fr = newErrFrame(L, dbg)
 		inGo = fr == nil
 	}
@@ -587,6 +591,10 @@ func luajitXPCall(L *lua.LState) int {
 	}
 	return protectedResults(L, 0, err)
 }
+
+// errorFunction is the error global (luaError), one value for every VM so
+// that luajitMessage can tell its frame.
+var errorFunction = sync.OnceValue(func() *lua.LFunction { return sharedFunction(luaError) })
 
 var protectedCallFunction = sync.OnceValue(func() *lua.LFunction { return sharedFunction(protectedCall) })
 

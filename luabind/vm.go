@@ -229,7 +229,7 @@ func (vm *VM) luajitCompat() {
 		return 1
 	}))
 	L.GetGlobal("math").(*lua.LTable).RawSetString("huge", lua.LNumber(math.Inf(1)))
-	L.SetGlobal("error", L.NewFunction(luaError))
+	L.SetGlobal("error", errorFunction())
 	str := L.GetGlobal("string").(*lua.LTable)
 	format := str.RawGetString("format")
 	str.RawSetString("format", L.NewFunction(func(L *lua.LState) int {
