@@ -269,6 +269,7 @@ var luajitCases = []string{
 	`for i = 1, 2, {} do end`,
 	`local t = {} t[nil] = 1`,
 	`local t = {} t[0/0] = 1`,
+	`local r = rawset({}, nil, 1) return r`,
 	// Stack overflows (at a depth that differs: gopher-lua's call stack
 	// is smaller; and an xpcall handler finds no room left, where LuaJIT
 	// keeps some for it).
@@ -282,6 +283,9 @@ var luajitCases = []string{
 	`return pcall(setmetatable({}, {__call = function(self, a) return a end}), 7)`,
 	`return pcall(function(...) return ... end, 1, nil, 3)`,
 	`return pcall(error)`,
+	`return pcall(function() error("lvl", 2) end)`,
+	`local function f() error("lvl", 2) end return pcall(function() f() end)`,
+	`return select("#", pcall(unpack, {}, 1, 1e7)), (pcall(unpack, {}, 1, 1e7))`,
 	`return pcall(function() error("attempt to compare number with number") end)`,
 	`return pcall(function() error("attempt to call a non-function object") end)`,
 	`return pcall(error, {})`,

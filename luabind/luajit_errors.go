@@ -27,7 +27,8 @@ import (
 func luajitMessage(L *lua.LState, level int, msg string) string {
 	if !strings.Contains(msg, "attempt to ") && !strings.Contains(msg, "cannot perform ") &&
 		!strings.Contains(msg, " undefined") && !strings.Contains(msg, "for statement ") &&
-		!strings.Contains(msg, "too many recursions in ") && !strings.Contains(msg, "bad argument #") {
+		!strings.Contains(msg, "too many recursions in ") && !strings.Contains(msg, "bad argument #") &&
+		!strings.Contains(msg, "table index is ") {
 		return msg
 	}
 	var fr *errFrame
@@ -172,6 +173,9 @@ func rewriteVMError(fr *errFrame, body string) (string, bool) {
 		return "'for' limit must be a number", true
 	case body == "for statement step must be a number":
 		return "'for' step must be a number", true
+	case body == "table index is nil" || body == "table index is NaN":
+		// Worded alike; only the position (none from rawset) differs.
+		return body, true
 	case body == "too many recursions in gettable":
 		return "loop in gettable", true
 	case body == "too many recursions in settable":
@@ -498,22 +502,6 @@ func closurePseudoOps(p *lua.FunctionProto, pc int) []bool {
 	return marks
 }
 
-// luajitErrorHandler is the message handler luabind's pcall passes to
-// gopher-lua's PCall: it runs with the failing frames still on the stack,
-// rewrites the message, and raises the result instead of returning it. A
-// PCall with a handler leaves the unwound frames' open upvalues open (its
-// raise skips closing them, and so does its recovery), so closures a
-// failed call created would go on sharing registers reused afterwards;
-// raising from the handler closes them, and PCall returns what it raised.
-func luajitErrorHandler(L *lua.LState) int {
-	v := L.Get(1)
-	if s, ok := v.(lua.LString); ok {
-		v = lua.LString(luajitMessage(L, 1, string(s)))
-	}
-	L.Error(v, 0)
-	return 0
-}
-
 // callable reports whether calling v can work: a function or a value whose
 // metatable has a __call function (what gopher-lua's call accepts).
 func callable(L *lua.LState, v lua.LValue) bool {
@@ -524,19 +512,22 @@ func callable(L *lua.LState, v lua.LValue) bool {
 	return ok
 }
 
-// luajitPCall is pcall with LuaJIT's messages.
-func luajitPCall(handler *lua.LFunction) lua.LGFunction {
-	return func(L *lua.LState) int {
-		if L.GetTop() == 0 {
-			apiArgError(L, 1, "value expected")
-		}
-		if f := L.Get(1); !callable(L, f) {
-			L.Push(lua.LFalse)
-			L.Push(lua.LString("attempt to call a " + typeName(f) + " value"))
-			return 2
-		}
-		return protectedResults(L, 0, L.PCall(L.GetTop()-1, lua.MultRet, handler))
+// luajitPCall is pcall with LuaJIT's messages: f runs under protectedCall,
+// which rewrites a message as it is raised. (A PCall message handler would
+// also see the failing frame, but gopher-lua skips closing the upvalues of
+// the frames it unwinds when there is one, and a registry overflow raised
+// as it pushes the handler escapes PCall altogether.)
+func luajitPCall(L *lua.LState) int {
+	if L.GetTop() == 0 {
+		apiArgError(L, 1, "value expected")
 	}
+	if f := L.Get(1); !callable(L, f) {
+		L.Push(lua.LFalse)
+		L.Push(lua.LString("attempt to call a " + typeName(f) + " value"))
+		return 2
+	}
+	L.Insert(protectedCallFunction(), 1)
+	return protectedResults(L, 0, L.PCall(L.GetTop()-1, lua.MultRet, nil))
 }
 
 // protectedResults pushes pcall's results: true and what the call returned
@@ -611,8 +602,7 @@ func protectedCall(L *lua.LState) int {
 
 // luajitPanic is a panic function for lua.LState.Panic, which gopher-lua
 // calls with the error pushed while the failing frame is current: it
-// rewrites the message as luajitErrorHandler does, then fails as
-// gopher-lua's own does.
+// rewrites the message, then fails as gopher-lua's own does.
 func luajitPanic(L *lua.LState) {
 	v := L.Get(-1)
 	if s, ok := v.(lua.LString); ok {

@@ -236,7 +236,7 @@ func (vm *VM) luajitCompat() {
 		return luajitFormat(L, format)
 	}))
 	L.GetGlobal("table").(*lua.LTable).RawSetString("concat", L.NewFunction(luajitTableConcat))
-	L.SetGlobal("pcall", L.NewFunction(luajitPCall(L.NewFunction(luajitErrorHandler))))
+	L.SetGlobal("pcall", L.NewFunction(luajitPCall))
 	L.SetGlobal("xpcall", L.NewFunction(luajitXPCall))
 	debug := L.GetGlobal("debug").(*lua.LTable)
 	debug.RawSetString("traceback", L.NewFunction(luajitDebugTraceback(debug.RawGetString("traceback").(*lua.LFunction))))
