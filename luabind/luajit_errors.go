@@ -14,12 +14,13 @@ import (
 // a non-table object(nil) with key 'y'", "cannot perform add operation
 // between nil and number", "attempt to call a non-function object"…), where
 // LuaJIT says "attempt to index field 'x' (a nil value)" and names the
-// operand after where its value came from. The VM cannot be hooked, so the
-// message is rewritten where it is caught — pcall, xpcall, a coroutine's
-// end, the run's error handler — while the failing frame is still on the
-// stack: the instruction at its pc tells which register was the operand,
-// and the code before it where that register was loaded from, as LuaJIT's
-// lj_debug_slotname does.
+// operand after where its value came from. The VM cannot be hooked, but
+// the state's panic function can: pcall, xpcall and coroutines run their
+// function with luajitPanic, which rewrites the message as it is raised,
+// and the run's error handler rewrites what reaches it; both while the
+// failing frame is still on the stack. The instruction at its pc tells
+// which register was the operand, and the code before it where that
+// register was loaded from, as LuaJIT's lj_debug_slotname does.
 
 // luajitMessage rewrites msg, the error being raised while the frame at
 // level was current, into LuaJIT's wording. Messages that are not one of
