@@ -25,7 +25,14 @@ import (
 // luajitMessage rewrites msg, the error being raised while the frame at
 // level was current, into LuaJIT's wording. Messages that are not one of
 // gopher-lua's VM errors are returned as they are.
-func luajitMessage(L *lua.LState, level int, msg string) string {
+func luajitMessage(L *lua.LState, level int, msg string) (out string) {
+	// A rewrite that went wrong must not turn the error into a Go panic:
+	// the message then stays gopher-lua's.
+	defer func() {
+		if recover() != nil {
+			out = msg
+		}
+	}()
 	if !strings.Contains(msg, "attempt to ") && !strings.Contains(msg, "cannot perform ") &&
 		!strings.Contains(msg, " undefined") && !strings.Contains(msg, "for statement ") &&
 		!strings.Contains(msg, "too many recursions in ") && !strings.Contains(msg, "bad argument #") &&
