@@ -398,3 +398,29 @@ func TestCompileChunkScopesLocals(t *testing.T) {
 		assert.True(t, scoped, c)
 	}
 }
+
+// TestRuntimeErrorInFileChunk: a file's chunk is named "@path"; Lua shows
+// the path alone in positions, as error() already does.
+func TestRuntimeErrorInFileChunk(t *testing.T) {
+	vm, err := NewVM(&Options{})
+	require.NoError(t, err)
+	defer vm.Close()
+	proto, err := CompileChunk(strings.NewReader(`
+		local ok, e1 = pcall(function() local t return t.x end)
+		local ok2, e2 = pcall(function() return #nil end)
+		local ok3, e3 = pcall(string.rep)
+		local ok4, e4 = pcall(function() return string.rep() end)
+		local ok5, e5 = pcall(error, "@kept:1: as raised", 0)
+		RESULT = table.concat({e1, e2, e3, e4, e5}, "\n")
+		local t
+		return t.y`), "@/srv/lua/handler.lua")
+	require.NoError(t, err)
+	err = vm.Run(proto, 0)
+	require.Error(t, err)
+	assert.Equal(t, "/srv/lua/handler.lua:9: attempt to index local 't' (a nil value)", err.Error())
+	assert.Equal(t, "/srv/lua/handler.lua:2: attempt to index local 't' (a nil value)\n"+
+		"/srv/lua/handler.lua:3: attempt to get length of a nil value\n"+
+		"bad argument #1 to '?' (string expected, got no value)\n"+
+		"bad argument #1 to '?' (string expected, got no value)\n"+
+		"@kept:1: as raised", vm.env.RawGetString("RESULT").String())
+}

@@ -33,10 +33,10 @@ func luajitMessage(L *lua.LState, level int, msg string) (out string) {
 			out = msg
 		}
 	}()
-	if !strings.Contains(msg, "attempt to ") && !strings.Contains(msg, "cannot perform ") &&
-		!strings.Contains(msg, " undefined") && !strings.Contains(msg, "for statement ") &&
-		!strings.Contains(msg, "too many recursions in ") && !strings.Contains(msg, "bad argument #") &&
-		!strings.Contains(msg, "table index is ") {
+	if !strings.HasPrefix(msg, "@") && !strings.Contains(msg, "attempt to ") &&
+		!strings.Contains(msg, "cannot perform ") && !strings.Contains(msg, " undefined") &&
+		!strings.Contains(msg, "for statement ") && !strings.Contains(msg, "too many recursions in ") &&
+		!strings.Contains(msg, "bad argument #") && !strings.Contains(msg, "table index is ") {
 		return msg
 	}
 	var fr *errFrame
@@ -49,6 +49,13 @@ func luajitMessage(L *lua.LState, level int, msg string) (out string) {
 		}
 		fr = newErrFrame(L, dbg)
 		inGo = fr == nil
+	}
+	if strings.HasPrefix(msg, "@") {
+		// gopher-lua positions by the chunk name as given; Lua shows a
+		// file's "@path" as the path.
+		if prefix, _ := splitPosition(msg); prefix != "" {
+			msg = msg[1:]
+		}
 	}
 	body := msg
 	prefix := ""
@@ -217,7 +224,7 @@ func newErrFrame(L *lua.LState, dbg *lua.Debug) *errFrame {
 	}
 	return &errFrame{
 		L: L, dbg: dbg, proto: fn.Proto, pc: pc,
-		where: dbg.Source + ":" + strconv.Itoa(dbg.CurrentLine) + ": ",
+		where: shortSource(dbg.Source) + ":" + strconv.Itoa(dbg.CurrentLine) + ": ",
 	}
 }
 
