@@ -52,7 +52,7 @@ func (vm *VM) threadSpawn(L *lua.LState) int {
 		vm.threads = make(map[*lua.LState]*lightThread)
 	}
 	vm.threads[co] = th
-	vm.resumeThread(L, th, fn, args)
+	vm.resumeThread(L, th, coroutineBody(L, fn), args)
 	L.Push(co)
 	return 1
 }
