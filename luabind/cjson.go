@@ -25,7 +25,6 @@ import (
 	"fmt"
 	"math"
 	"reflect"
-	"slices"
 	"strconv"
 	"strings"
 	"unsafe"
@@ -1412,14 +1411,8 @@ func (c *cjsonConfig) newObject(L *lua.LState, ks []string, vs []lua.LValue, dep
 
 // newArray builds the table of a decoded array (never holding nil).
 func (c *cjsonConfig) newArray(L *lua.LState, vs []lua.LValue) *lua.LTable {
-	if !cjsonDirectTables || c.publicTables || len(vs) == 0 {
-		t := L.CreateTable(len(vs), 0)
-		for i, v := range vs {
-			t.RawSetInt(i+1, v)
-		}
-		return t
+	if c.publicTables {
+		return newArrayTablePublic(L, vs)
 	}
-	t := L.CreateTable(0, 0)
-	(*cjsonLTable)(unsafe.Pointer(t)).array = slices.Clone(vs)
-	return t
+	return newArrayTable(L, vs...)
 }

@@ -58,14 +58,19 @@ func (s *tableShape) table(L *lua.LState, vs ...lua.LValue) *lua.LTable {
 // copied.
 func newArrayTable(L *lua.LState, vs ...lua.LValue) *lua.LTable {
 	if !cjsonDirectTables || len(vs) == 0 {
-		t := L.CreateTable(len(vs), 0)
-		for i, v := range vs {
-			t.RawSetInt(i+1, v)
-		}
-		return t
+		return newArrayTablePublic(L, vs)
 	}
 	t := L.CreateTable(0, 0)
 	(*cjsonLTable)(unsafe.Pointer(t)).array = slices.Clone(vs)
+	return t
+}
+
+// newArrayTablePublic is newArrayTable through gopher-lua's API only.
+func newArrayTablePublic(L *lua.LState, vs []lua.LValue) *lua.LTable {
+	t := L.CreateTable(len(vs), 0)
+	for i, v := range vs {
+		t.RawSetInt(i+1, v)
+	}
 	return t
 }
 
