@@ -546,12 +546,16 @@ func TestEngineFailureAfterOutputCutsTheConnection(t *testing.T) {
 		}
 		location /ok { content_by_lua_block { ngx.say("ok") } }
 	}`, map[string]string{})
-	raw := func(uri string) string {
+	raw := func(uri string, method ...string) string {
+		m := "GET"
+		if len(method) > 0 {
+			m = method[0]
+		}
 		c, err := net.DialTimeout("tcp", s.addr, 5*time.Second)
 		require.NoError(t, err)
 		defer c.Close()
 		require.NoError(t, c.SetDeadline(time.Now().Add(5*time.Second)))
-		_, err = c.Write([]byte("GET " + uri + " HTTP/1.1\r\nHost: localhost\r\n\r\n"))
+		_, err = c.Write([]byte(m + " " + uri + " HTTP/1.1\r\nHost: localhost\r\n\r\n"))
 		require.NoError(t, err)
 		got, err := io.ReadAll(c) // until the server closes
 		require.NoError(t, err)
@@ -562,6 +566,8 @@ func TestEngineFailureAfterOutputCutsTheConnection(t *testing.T) {
 	assert.True(t, strings.HasPrefix(got, "HTTP/1.1 201 Created\r\n"), got)
 	assert.Contains(t, got, "\r\nTransfer-Encoding: chunked\r\n")
 	assert.True(t, strings.HasSuffix(got, "\r\n\r\n5\r\nsent\n\r\n"), "the flushed chunk, no final one: %q", got)
+	got = raw("/flush", "HEAD")
+	assert.True(t, strings.HasPrefix(got, "HTTP/1.1 201 Created\r\n") && strings.HasSuffix(got, "\r\n\r\n"), "a HEAD gets the head only: %q", got)
 	code, body := s.get(t, "/ok")
 	assert.Equal(t, 200, code)
 	assert.Equal(t, "ok\n", body)

@@ -425,7 +425,7 @@ func (rs *reqState) cut() {
 	}
 	ctx.Response.Header.SetContentLength(-1) // chunked
 	out := ctx.Response.Header.AppendBytes(nil)
-	if body := ctx.Response.Body()[:rs.lr.FlushedLen]; len(body) > 0 {
+	if body := ctx.Response.Body()[:rs.lr.FlushedLen]; len(body) > 0 && !ctx.IsHead() {
 		out = strconv.AppendInt(out, int64(len(body)), 16)
 		out = append(out, "\r\n"...)
 		out = append(out, body...)
