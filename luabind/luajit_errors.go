@@ -542,7 +542,7 @@ func luajitPCall(L *lua.LState) int {
 		return 2
 	}
 	L.Insert(protectedCallFunction(), 1)
-	return protectedResults(L, 0, L.PCall(L.GetTop()-1, lua.MultRet, nil))
+	return protectedResults(L, 0, protectedPCall(L, L.GetTop()-1, nil))
 }
 
 // protectedResults pushes pcall's results: true and what the call returned
@@ -588,7 +588,7 @@ func luajitXPCall(L *lua.LState) int {
 		return 2
 	}
 	L.Insert(protectedCallFunction(), 1)
-	err := L.PCall(L.GetTop()-1, lua.MultRet, h)
+	err := protectedPCall(L, L.GetTop()-1, h)
 	if aerr, ok := err.(*lua.ApiError); ok && aerr.Type != lua.ApiErrorError {
 		// PCall returns what the handler returned as an
 		// ApiErrorError, and the handler's own error as it was
@@ -619,6 +619,7 @@ func protectedCall(L *lua.LState) int {
 // calls with the error pushed while the failing frame is current: it
 // rewrites the message, then fails as gopher-lua's own does.
 func luajitPanic(L *lua.LState) {
+	closeUnwoundUpvalues(L)
 	v := L.Get(-1)
 	if s, ok := v.(lua.LString); ok {
 		v = lua.LString(luajitMessage(L, 0, string(s)))
