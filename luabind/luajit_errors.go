@@ -579,11 +579,14 @@ func luajitXPCall(L *lua.LState) int {
 		// LuaJIT raises this inside the protected call, so the
 		// handler sees it.
 		L.SetTop(0)
+		L.Push(protectedCallFunction())
 		L.Push(h)
 		L.Push(lua.LString("attempt to call a " + typeName(f) + " value"))
-		if err := L.PCall(1, 1, nil); err != nil {
+		if err := protectedPCall(L, 2, nil); err != nil {
+			L.SetTop(0)
 			L.Push(lua.LString("error in error handling"))
 		}
+		L.SetTop(1) // the handler's first result, nil if none
 		L.Insert(lua.LFalse, 1)
 		return 2
 	}

@@ -63,3 +63,25 @@ func TestPcallKeepsOuterUpvaluesOpen(t *testing.T) {
 	vm.L.Push(vm.L.NewFunctionFromProto(proto))
 	require.NoError(t, vm.L.PCall(0, 0, nil))
 }
+
+// xpcall of a value that cannot be called runs the handler protected too.
+func TestXpcallNotCallableHandler(t *testing.T) {
+	vm, err := NewVM(&Options{Logger: &testLogger{}})
+	require.NoError(t, err)
+	defer vm.Close()
+	proto, err := CompileChunk(strings.NewReader(`
+		local count = 0
+		local function inc() count = count + 1 end
+		local ok, msg = xpcall(42, function(e) return "handled: " .. e end)
+		assert(ok == false and msg == "handled: attempt to call a number value", tostring(msg))
+		ok, msg = xpcall(42, function() end)
+		assert(ok == false and msg == nil, tostring(msg))
+		ok, msg = xpcall(42, function() error("again") end)
+		assert(ok == false and msg == "error in error handling", tostring(msg))
+		inc()
+		assert(count == 1)
+	`), "=xpcall")
+	require.NoError(t, err)
+	vm.L.Push(vm.L.NewFunctionFromProto(proto))
+	require.NoError(t, vm.L.PCall(0, 0, nil))
+}
