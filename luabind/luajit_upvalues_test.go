@@ -12,10 +12,7 @@ import (
 // those of the frames the error unwound are closed with their last values.
 func TestPcallKeepsOuterUpvaluesOpen(t *testing.T) {
 	require.True(t, upvalueFields.ok, "gopher-lua's LState/Upvalue layout changed: update luajit_upvalues.go")
-	vm, err := NewVM(&Options{Logger: &testLogger{}})
-	require.NoError(t, err)
-	defer vm.Close()
-	proto, err := CompileChunk(strings.NewReader(`
+	runCompiled(t, "=upvalues", `
 		local count = 0
 		local function inc() count = count + 1 end
 		inc()
@@ -58,7 +55,16 @@ func TestPcallKeepsOuterUpvaluesOpen(t *testing.T) {
 			coroutine.yield(n)
 		end)
 		assert(co() == 1, "in a coroutine")
-	`), "=upvalues")
+	`)
+}
+
+// runCompiled runs code, compiled as every chunk is, in a new VM.
+func runCompiled(t *testing.T, name, code string) {
+	t.Helper()
+	vm, err := NewVM(&Options{Logger: &testLogger{}})
+	require.NoError(t, err)
+	defer vm.Close()
+	proto, err := CompileChunk(strings.NewReader(code), name)
 	require.NoError(t, err)
 	vm.L.Push(vm.L.NewFunctionFromProto(proto))
 	require.NoError(t, vm.L.PCall(0, 0, nil))
@@ -66,10 +72,7 @@ func TestPcallKeepsOuterUpvaluesOpen(t *testing.T) {
 
 // xpcall of a value that cannot be called runs the handler protected too.
 func TestXpcallNotCallableHandler(t *testing.T) {
-	vm, err := NewVM(&Options{Logger: &testLogger{}})
-	require.NoError(t, err)
-	defer vm.Close()
-	proto, err := CompileChunk(strings.NewReader(`
+	runCompiled(t, "=xpcall", `
 		local count = 0
 		local function inc() count = count + 1 end
 		local ok, msg = xpcall(42, function(e) return "handled: " .. e end)
@@ -80,8 +83,5 @@ func TestXpcallNotCallableHandler(t *testing.T) {
 		assert(ok == false and msg == "error in error handling", tostring(msg))
 		inc()
 		assert(count == 1)
-	`), "=xpcall")
-	require.NoError(t, err)
-	vm.L.Push(vm.L.NewFunctionFromProto(proto))
-	require.NoError(t, vm.L.PCall(0, 0, nil))
+	`)
 }
