@@ -242,26 +242,23 @@ var reNumberedGroup = regexp.MustCompile(`\(\?<[0-9]+>`)
 // empty string and holds a capture, like (a*)*: backtracking engines record
 // the last, empty iteration, Go's regexp does not.
 func reGoRepeatsEmptyCapture(re *rsyntax.Regexp) bool {
-	switch re.Op {
-	case rsyntax.OpStar, rsyntax.OpPlus, rsyntax.OpQuest, rsyntax.OpRepeat:
-		if reGoHasCapture(re.Sub[0]) && reGoNullable(re.Sub[0]) {
-			return true
+	return reGoAny(re, func(re *rsyntax.Regexp) bool {
+		switch re.Op {
+		case rsyntax.OpStar, rsyntax.OpPlus, rsyntax.OpQuest, rsyntax.OpRepeat:
+			return reGoAny(re.Sub[0], func(re *rsyntax.Regexp) bool { return re.Op == rsyntax.OpCapture }) &&
+				reGoNullable(re.Sub[0])
 		}
-	}
-	for _, sub := range re.Sub {
-		if reGoRepeatsEmptyCapture(sub) {
-			return true
-		}
-	}
-	return false
+		return false
+	})
 }
 
-func reGoHasCapture(re *rsyntax.Regexp) bool {
-	if re.Op == rsyntax.OpCapture {
+// reGoAny reports whether f holds for re or any node below it.
+func reGoAny(re *rsyntax.Regexp, f func(*rsyntax.Regexp) bool) bool {
+	if f(re) {
 		return true
 	}
 	for _, sub := range re.Sub {
-		if reGoHasCapture(sub) {
+		if reGoAny(sub, f) {
 			return true
 		}
 	}
