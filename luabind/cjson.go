@@ -241,9 +241,7 @@ func (c *cjsonConfig) luaDecode(L *lua.LState, safe bool) int {
 	default:
 		msg := "bad argument #1 to 'decode' (string expected, got " + cjsonTypeName(v) + ")"
 		if safe {
-			L.Push(lua.LNil)
-			L.Push(lua.LString(msg))
-			return 2
+			return pushNilErr(L, msg)
 		}
 		L.Error(lua.LString(msg), 0)
 	}

@@ -45,9 +45,7 @@ func luajitLoad(L *lua.LState) int {
 				break
 			}
 			if !concatable(piece) {
-				L.Push(lua.LNil)
-				L.Push(lua.LString("reader function must return a string"))
-				return 2
+				return pushNilErr(L, "reader function must return a string")
 			}
 			s := lua.LVAsString(piece)
 			if s == "" {
@@ -69,9 +67,7 @@ func luajitLoad(L *lua.LState) int {
 // environment of argument envArg, when given) or nil and the message.
 func loadResult(L *lua.LState, src, name string, modeArg int) int {
 	if mode := L.Get(modeArg); mode != lua.LNil && !strings.Contains(checkStr(L, modeArg), "t") {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("attempt to load chunk with wrong mode"))
-		return 2
+		return pushNilErr(L, "attempt to load chunk with wrong mode")
 	}
 	fn, err := loadChunk(L, src, name)
 	if err != nil {
@@ -135,9 +131,7 @@ func chunkID(name string) string {
 func luajitLoadFile(L *lua.LState) int {
 	src, name, err := readChunkFile(L)
 	if err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	return loadResult(L, src, name, 2)
 }

@@ -247,9 +247,7 @@ func (vm *VM) output(L *lua.LState, fname string, newline bool) int {
 	r := vm.request(L)
 	vm.disabledIn(L, r, PhaseSet, PhaseLog, PhaseInit, PhaseInitWorker, PhaseTimer)
 	if r.eof {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("seen eof"))
-		return 2
+		return pushNilErr(L, "seen eof")
 	}
 	b := vm.buf[:0]
 	top := L.GetTop()

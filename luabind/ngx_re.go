@@ -1410,17 +1410,13 @@ func (st *reState) exec(rx *ngxRegex, subj string, ctx *lua.LTable) ([]int, int,
 func (st *reState) match(L *lua.LState) int {
 	subj, rx, msg := reArgs(L, 3)
 	if rx == nil {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(msg))
-		return 2
+		return pushNilErr(L, msg)
 	}
 	ctx := reOptTable(L, 4)
 	res := reOptTable(L, 5)
 	caps, rc, err := st.exec(rx, subj, ctx)
 	if err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	if rc == 0 {
 		L.Push(lua.LNil)
@@ -1489,14 +1485,10 @@ func reAdvanceEmpty(_ *ngxRegex, _ string, pos int) int {
 func (st *reState) gmatch(L *lua.LState) int {
 	subj, rx, msg := reArgs(L, 3)
 	if rx == nil {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(msg))
-		return 2
+		return pushNilErr(L, msg)
 	}
 	if err := badSubject(rx, subj); err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	// The iterator outlives this call and may interleave with other ngx.re
 	// calls, so it owns its subject and captures.
@@ -1518,9 +1510,7 @@ func (st *reState) gmatch(L *lua.LState) int {
 		rc, err := rx.exec(it, pos, caps)
 		if err != "" {
 			done = true
-			L.Push(lua.LNil)
-			L.Push(lua.LString(err))
-			return 2
+			return pushNilErr(L, err)
 		}
 		if rc == 0 {
 			done = true

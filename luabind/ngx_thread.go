@@ -90,14 +90,10 @@ func (vm *VM) threadWait(L *lua.LState) int {
 	for i := range ths {
 		ths[i] = vm.checkThread(L, i+1, "wait")
 		if ths[i].killed {
-			L.Push(lua.LNil)
-			L.Push(lua.LString("already killed"))
-			return 2
+			return pushNilErr(L, "already killed")
 		}
 		if ths[i].waited {
-			L.Push(lua.LNil)
-			L.Push(lua.LString("already waited"))
-			return 2
+			return pushNilErr(L, "already waited")
 		}
 	}
 	for {
@@ -122,9 +118,7 @@ func (vm *VM) threadWait(L *lua.LState) int {
 			}
 		}
 		if !progressed {
-			L.Push(lua.LNil)
-			L.Push(lua.LString("no thread can make progress"))
-			return 2
+			return pushNilErr(L, "no thread can make progress")
 		}
 	}
 }
@@ -133,14 +127,10 @@ func (vm *VM) threadWait(L *lua.LState) int {
 func (vm *VM) threadKill(L *lua.LState) int {
 	th := vm.checkThread(L, 1, "kill")
 	if th.done {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("already terminated"))
-		return 2
+		return pushNilErr(L, "already terminated")
 	}
 	if th.killed {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("already waited or killed"))
-		return 2
+		return pushNilErr(L, "already waited or killed")
 	}
 	th.killed = true
 	th.co.Close()

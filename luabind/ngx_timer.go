@@ -81,14 +81,10 @@ func (vm *VM) timerAdd(L *lua.LState, every bool) int {
 	}
 	counts := vm.timerCounts()
 	if vm.exitingNow() {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("process exiting"))
-		return 2
+		return pushNilErr(L, "process exiting")
 	}
 	if counts.Pending.Load() >= DefaultMaxPendingTimers {
-		L.Push(lua.LNil)
-		L.Push(lua.LString("too many pending timers"))
-		return 2
+		return pushNilErr(L, "too many pending timers")
 	}
 	var args []lua.LValue
 	for i := 3; i <= L.GetTop(); i++ {
@@ -103,9 +99,7 @@ func (vm *VM) timerAdd(L *lua.LState, every bool) int {
 	ts.mu.Lock()
 	if ts.closing {
 		ts.mu.Unlock()
-		L.Push(lua.LNil)
-		L.Push(lua.LString("process exiting"))
-		return 2
+		return pushNilErr(L, "process exiting")
 	}
 	if ts.pending == nil {
 		ts.pending = make(map[*luaTimer]struct{})

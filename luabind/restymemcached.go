@@ -258,9 +258,7 @@ func (m *rmcModule) new(L *lua.LState) int {
 				esc, unesc = L.GetTable(kt, lua.LNumber(1)), L.GetTable(kt, lua.LNumber(2))
 			}
 			if !lua.LVAsBool(esc) || !lua.LVAsBool(unesc) {
-				L.Push(lua.LNil)
-				L.Push(lua.LString("expecting key_transform = { escape, unescape } table"))
-				return 2
+				return pushNilErr(L, "expecting key_transform = { escape, unescape } table")
 			}
 			o.escape, o.unescape = esc, unesc
 		}

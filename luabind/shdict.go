@@ -731,9 +731,7 @@ func shdictGet(L *lua.LState, stale bool) int {
 	}
 	v, flags, found, isStale, err := d.get(key, stale)
 	if err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	if !found {
 		L.Push(lua.LNil)
@@ -814,9 +812,7 @@ func shdictStore(L *lua.LState, op shStoreOp) int {
 	case *lua.LNilType:
 		isNil = true
 	default:
-		L.Push(lua.LNil)
-		L.Push(lua.LString("bad value type"))
-		return 2
+		return pushNilErr(L, "bad value type")
 	}
 	ok, err, forcible := d.store(op, key, v, isNil, exptime, flags)
 	return pushStoreResult(L, ok, err, forcible)
@@ -883,9 +879,7 @@ func shdictIncr(L *lua.LState) int {
 	}
 	v, err, forcible := d.incr(key, delta, init, hasInit, initTTL)
 	if err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	L.Push(lua.LNumber(v))
 	if !hasInit {
@@ -909,15 +903,11 @@ func shdictPush(L *lua.LState, left bool) int {
 	case lua.LNumber:
 		it = shItem{num: float64(lv), isNum: true}
 	default:
-		L.Push(lua.LNil)
-		L.Push(lua.LString("bad value type"))
-		return 2
+		return pushNilErr(L, "bad value type")
 	}
 	n, err := d.push(key, it, left)
 	if err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	L.Push(lua.LNumber(n))
 	return 1
@@ -931,9 +921,7 @@ func shdictPop(L *lua.LState, left bool) int {
 	}
 	it, found, err := d.pop(key, left)
 	if err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	if !found {
 		L.Push(lua.LNil)
@@ -955,9 +943,7 @@ func shdictLlen(L *lua.LState) int {
 	}
 	n, err := d.llen(key)
 	if err != "" {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(err))
-		return 2
+		return pushNilErr(L, err)
 	}
 	L.Push(lua.LNumber(n))
 	return 1
@@ -971,9 +957,7 @@ func shdictTTL(L *lua.LState) int {
 	}
 	t, found := d.ttl(key)
 	if !found {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(shErrNotFound))
-		return 2
+		return pushNilErr(L, shErrNotFound)
 	}
 	L.Push(lua.LNumber(t))
 	return 1
@@ -993,9 +977,7 @@ func shdictExpire(L *lua.LState) int {
 		L.RaiseError(`bad "exptime" argument`)
 	}
 	if !d.expire(key, float64(n)) {
-		L.Push(lua.LNil)
-		L.Push(lua.LString(shErrNotFound))
-		return 2
+		return pushNilErr(L, shErrNotFound)
 	}
 	L.Push(lua.LTrue)
 	return 1
