@@ -69,6 +69,10 @@ func newNgxtState(t testing.TB, clock Clock) *ngxtState {
 		"more":      NewSharedDict("more", 1<<20),
 	}}
 	t.Cleanup(s.L.Close)
+	// The corpus's shared helpers (require "ngxt").
+	lib, err := filepath.Abs(filepath.Join("testdata", "ngx", "lib"))
+	require.NoError(t, err)
+	s.L.GetGlobal("package").(*lua.LTable).RawSetString("path", lua.LString(lib+"/?.lua"))
 	if clock == nil {
 		clock = NewCachedClock()
 	}
@@ -332,6 +336,9 @@ func TestEncodeCorpusAgainstNginx(t *testing.T) {
 	addr := ln.Addr().String()
 	require.NoError(t, ln.Close())
 
+	lib, err := os.ReadFile(filepath.Join("testdata", "ngx", "lib", "ngxt.lua"))
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(filepath.Join(prefix, "lua", "ngxt.lua"), lib, 0o644))
 	var locs strings.Builder
 	for _, file := range files {
 		abs, err := filepath.Abs(file)
@@ -358,6 +365,7 @@ http {
     fastcgi_temp_path %[3]s/tmp/fastcgi;
     uwsgi_temp_path %[3]s/tmp/uwsgi;
     scgi_temp_path %[3]s/tmp/scgi;
+    lua_package_path "%[3]s/lua/?.lua;;";
     lua_shared_dict dogs 1m;
     lua_shared_dict tiny 12k;
     lua_shared_dict cats 1m;
