@@ -207,13 +207,19 @@ func (m *bmem) concatOp(op memcached.Opcode, name string) lua.LGFunction {
 	}
 }
 
+// bmemSessionKey checks the session and key arguments of a keyed call.
+func bmemSessionKey(L *lua.LState, name string) (*bmemSession, string) {
+	s := bmemCheckSession(L, name)
+	key, ok := bmemArgKey(L, 2)
+	if !ok {
+		L.RaiseError("%s: key required", name)
+	}
+	return s, key
+}
+
 func (m *bmem) keyOp(op memcached.Opcode, name string) lua.LGFunction {
 	return func(L *lua.LState) int {
-		s := bmemCheckSession(L, name)
-		key, ok := bmemArgKey(L, 2)
-		if !ok {
-			L.RaiseError("%s: key required", name)
-		}
+		s, key := bmemSessionKey(L, name)
 		req := memcached.Request{Opcode: op, Key: key}
 		return s.do(L, name, &req)
 	}
@@ -221,11 +227,7 @@ func (m *bmem) keyOp(op memcached.Opcode, name string) lua.LGFunction {
 
 func (m *bmem) expiryOp(op memcached.Opcode, name string) lua.LGFunction {
 	return func(L *lua.LState) int {
-		s := bmemCheckSession(L, name)
-		key, ok := bmemArgKey(L, 2)
-		if !ok {
-			L.RaiseError("%s: key required", name)
-		}
+		s, key := bmemSessionKey(L, name)
 		req := memcached.Request{Opcode: op, Key: key,
 			Extras: memcached.AppendExpiryExtras(m.extras[:0], bmemArgExpire(L, 3, name))}
 		return s.do(L, name, &req)
@@ -234,11 +236,7 @@ func (m *bmem) expiryOp(op memcached.Opcode, name string) lua.LGFunction {
 
 func (m *bmem) deleteOp(op memcached.Opcode, name string) lua.LGFunction {
 	return func(L *lua.LState) int {
-		s := bmemCheckSession(L, name)
-		key, ok := bmemArgKey(L, 2)
-		if !ok {
-			L.RaiseError("%s: key required", name)
-		}
+		s, key := bmemSessionKey(L, name)
 		req := memcached.Request{Opcode: op, Key: key, CAS: bmemArgCAS(L, 3, name)}
 		return s.do(L, name, &req)
 	}
@@ -246,11 +244,7 @@ func (m *bmem) deleteOp(op memcached.Opcode, name string) lua.LGFunction {
 
 func (m *bmem) counterOp(op memcached.Opcode, name string) lua.LGFunction {
 	return func(L *lua.LState) int {
-		s := bmemCheckSession(L, name)
-		key, ok := bmemArgKey(L, 2)
-		if !ok {
-			L.RaiseError("%s: key required", name)
-		}
+		s, key := bmemSessionKey(L, name)
 		delta := bmemArgUint64(L, 3, name, "delta", 1)
 		initial := bmemArgUint64(L, 4, name, "initial", 0)
 		req := memcached.Request{Opcode: op, Key: key,
