@@ -637,6 +637,16 @@ func luajitPanic(L *lua.LState) {
 const coroutineEntry = `local hook, f = ...
 return function(...) hook() return f(...) end`
 
+// coroutineEntryProto is coroutineEntry compiled, once for every VM: a
+// compile per VM cost each new VM 34 KB and most of its setup time.
+var coroutineEntryProto = sync.OnceValue(func() *lua.FunctionProto {
+	proto, err := CompileChunk(strings.NewReader(coroutineEntry), "=coroutine")
+	if err != nil {
+		panic(err)
+	}
+	return proto
+})
+
 // coroutineEntryKey is the registry field holding the VM's coroutineEntry
 // factory.
 const coroutineEntryKey = "luaserve.coroutine_entry"
@@ -644,11 +654,7 @@ const coroutineEntryKey = "luaserve.coroutine_entry"
 // luajitCoroutines wraps coroutine.create and coroutine.wrap so that errors
 // inside coroutines are worded as LuaJIT's.
 func luajitCoroutines(L *lua.LState) {
-	proto, err := CompileChunk(strings.NewReader(coroutineEntry), "=coroutine")
-	if err != nil {
-		panic(err)
-	}
-	L.G.Registry.RawSetString(coroutineEntryKey, L.NewFunctionFromProto(proto))
+	L.G.Registry.RawSetString(coroutineEntryKey, L.NewFunctionFromProto(coroutineEntryProto()))
 	co := L.GetGlobal("coroutine").(*lua.LTable)
 	for _, name := range []string{"create", "wrap"} {
 		orig := co.RawGetString(name)
