@@ -637,8 +637,9 @@ func luajitPanic(L *lua.LState) {
 const coroutineEntry = `local hook, f = ...
 return function(...) hook() return f(...) end`
 
-// coroutineEntryProto is coroutineEntry compiled, once for every VM: a
-// compile per VM cost each new VM 34 KB and most of its setup time.
+// coroutineEntryProto is coroutineEntry compiled, once for every VM:
+// compiled per VM, it kept 34 KB alive in each (a VM is 148 KB without) and
+// took a tenth of NewVM.
 var coroutineEntryProto = sync.OnceValue(func() *lua.FunctionProto {
 	proto, err := CompileChunk(strings.NewReader(coroutineEntry), "=coroutine")
 	if err != nil {
