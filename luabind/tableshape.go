@@ -38,20 +38,22 @@ func newTableShape(names ...string) *tableShape {
 // table returns a new table holding vs under the shape's keys, in order;
 // vs holds no nil and one value per key.
 func (s *tableShape) table(L *lua.LState, vs ...lua.LValue) *lua.LTable {
-	t := L.CreateTable(0, len(s.names))
 	if !cjsonDirectTables {
+		t := L.CreateTable(0, len(s.names))
 		for i, n := range s.names {
 			t.RawSetString(n, vs[i])
 		}
 		return t
 	}
-	f := (*cjsonLTable)(unsafe.Pointer(t))
+	f, keys := allocTable(len(s.names))
+	f.strdict = make(map[string]lua.LValue, len(s.names))
 	for i, n := range s.names {
 		f.strdict[n] = vs[i]
 	}
-	f.keys = slices.Clone(s.keys)
+	copy(keys, s.keys)
+	f.keys = keys
 	f.k2i = maps.Clone(s.k2i)
-	return t
+	return (*lua.LTable)(unsafe.Pointer(f))
 }
 
 // newArrayTable returns the array table {vs...}; vs holds no nil and is
@@ -60,9 +62,10 @@ func newArrayTable(L *lua.LState, vs ...lua.LValue) *lua.LTable {
 	if !cjsonDirectTables || len(vs) == 0 {
 		return newArrayTablePublic(L, vs)
 	}
-	t := L.CreateTable(0, 0)
-	(*cjsonLTable)(unsafe.Pointer(t)).array = slices.Clone(vs)
-	return t
+	f, array := allocTable(len(vs))
+	copy(array, vs)
+	f.array = array
+	return (*lua.LTable)(unsafe.Pointer(f))
 }
 
 // newArrayTablePublic is newArrayTable through gopher-lua's API only.
@@ -72,6 +75,41 @@ func newArrayTablePublic(L *lua.LState, vs []lua.LValue) *lua.LTable {
 		t.RawSetInt(i+1, v)
 	}
 	return t
+}
+
+// tableWith is a table and n value slots (A is [n]lua.LValue) in one
+// allocation: the slots back the table's key list or array part, which a
+// table of a known size needs anyway, so that it costs one allocation less.
+// The slice handed out has capacity n, so a table that grows later moves
+// its part elsewhere, as append does, and the slots are never shared.
+type tableWith[A any] struct {
+	t     cjsonLTable
+	slots A
+}
+
+func allocTableWith[A any](n int) (*cjsonLTable, []lua.LValue) {
+	p := &tableWith[A]{}
+	p.t.Metatable = lua.LNil
+	return &p.t, unsafe.Slice((*lua.LValue)(unsafe.Pointer(&p.slots)), n)
+}
+
+// allocTable returns an empty table, laid out as cjsonLTable, and n slots
+// allocated with it (sizes past 8 get their own allocation).
+func allocTable(n int) (*cjsonLTable, []lua.LValue) {
+	switch {
+	case n <= 1:
+		return allocTableWith[[1]lua.LValue](n)
+	case n == 2:
+		return allocTableWith[[2]lua.LValue](n)
+	case n == 3:
+		return allocTableWith[[3]lua.LValue](n)
+	case n <= 5:
+		return allocTableWith[[5]lua.LValue](n)
+	case n <= 8:
+		return allocTableWith[[8]lua.LValue](n)
+	}
+	t := &cjsonLTable{Metatable: lua.LNil}
+	return t, make([]lua.LValue, n)
 }
 
 // compactTables trims the tables reachable from the globals and the

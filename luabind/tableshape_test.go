@@ -66,6 +66,51 @@ func TestTableShapeIsAnOrdinaryTable(t *testing.T) {
 	})
 }
 
+// Every size allocTable handles (slots inline up to 8, then apart) gives
+// tables that grow like any other, without touching a sibling's slots.
+func TestAllocTableSizes(t *testing.T) {
+	L := lua.NewState()
+	defer L.Close()
+	require.NoError(t, L.DoString(`
+		function grow(t, n)
+			for i = 1, 3 do t[n + i] = "a" .. i end
+			t.grown = true
+			local out = {}
+			for k, v in pairs(t) do out[#out + 1] = tostring(k) .. "=" .. tostring(v) end
+			return table.concat(out, ",") .. "#" .. #t
+		end`))
+	grow := func(tb *lua.LTable, n int) string {
+		require.NoError(t, L.CallByParam(lua.P{Fn: L.GetGlobal("grow"), NRet: 1, Protect: true}, tb, lua.LNumber(n)))
+		defer L.Pop(1)
+		return L.Get(-1).String()
+	}
+	for n := 1; n <= 10; n++ {
+		var names []string
+		var vals []lua.LValue
+		for i := range n {
+			names = append(names, string(rune('a'+i)))
+			vals = append(vals, lua.LNumber(i))
+		}
+		shape := newTableShape(names...)
+		shaped, sibling := shape.table(L, vals...), shape.table(L, vals...)
+		arr, arrSibling := newArrayTable(L, vals...), newArrayTable(L, vals...)
+		plain, plainArr := L.CreateTable(0, 0), L.CreateTable(0, 0)
+		for i, name := range names {
+			plain.RawSetString(name, vals[i])
+			plainArr.RawSetInt(i+1, vals[i])
+		}
+		require.Equal(t, grow(plain, n), grow(shaped, n), "n=%d", n)
+		require.Equal(t, grow(plainArr, n), grow(arr, n), "n=%d", n)
+		for i, name := range names {
+			require.Equal(t, vals[i], sibling.RawGetString(name), "n=%d", n)
+			require.Equal(t, vals[i], arrSibling.RawGetInt(i+1), "n=%d", n)
+		}
+		require.Equal(t, lua.LNil, sibling.RawGetString("grown"))
+		require.Equal(t, n, arrSibling.Len(), "n=%d: a sibling array grew", n)
+		require.Equal(t, lua.LNil, L.GetMetatable(shaped))
+	}
+}
+
 // Compacting keeps every table's contents and pairs order, and the tables
 // stay writable.
 func TestCompactTablesKeepsContents(t *testing.T) {
