@@ -1,6 +1,7 @@
 package luabind
 
 import (
+	"context"
 	"reflect"
 	"slices"
 	"strconv"
@@ -664,13 +665,74 @@ func luajitCoroutines(L *lua.LState) {
 			if !ok {
 				apiArgError(L, 1, "function expected, got "+argTypeName(L, 1))
 			}
-			L.Push(orig)
-			L.Push(coroutineBody(L, f))
-			L.Call(1, 1)
+			body := coroutineBody(L, f)
+			ctx := createThreads(L, func() {
+				L.Push(orig)
+				L.Push(body)
+				L.Call(1, 1)
+			})
+			if ctx != nil {
+				switch v := L.Get(-1).(type) {
+				case *lua.LState: // create
+					v.SetContext(ctx)
+				case *lua.LFunction: // wrap: the thread is its upvalue
+					if len(v.Upvalues) > 0 {
+						if co, ok := v.Upvalues[0].Value().(*lua.LState); ok {
+							co.SetContext(ctx)
+						}
+					}
+				}
+			}
 			return 1
 		}))
 	}
 }
+
+// newThread is L.NewThread through createThreads, with L's context.
+func newThread(L *lua.LState) *lua.LState {
+	var co *lua.LState
+	if ctx := createThreads(L, func() { co, _ = L.NewThread() }); ctx != nil {
+		co.SetContext(ctx)
+	}
+	return co
+}
+
+// createThreads runs create, which makes threads with L.NewThread, so that
+// they start with a small data stack, and returns L's context for the
+// caller to give them.
+//
+// gopher-lua derives a thread's context from L's with context.WithCancel,
+// which for a context of our own type starts a goroutine that lives until
+// the parent is cancelled or the thread finishes: a coroutine left
+// suspended (an iterator abandoned halfway) kept one for as long as the
+// VM's runs were not cancelled, one more per request. So L's context is
+// taken away while the threads are made and they get L's own: the VM's
+// runContext is one value across runs, so a thread resumed by a later
+// request stops at that request's deadline.
+//
+// A thread is made with its parent's Options; the VM's data stack starts
+// at 1,024 slots and grows 16,384 at a time, which would cost every coroutine
+// 16 KB up front and a growing one 256 KB at once.
+func createThreads(L *lua.LState, create func()) context.Context {
+	ctx := L.RemoveContext()
+	opts := L.Options
+	L.Options.RegistrySize, L.Options.RegistryGrowStep = threadRegistrySize, threadRegistryGrowStep
+	defer func() {
+		L.Options = opts
+		if ctx != nil {
+			L.SetContext(ctx)
+		}
+	}()
+	create()
+	return ctx
+}
+
+// The data stack of a coroutine or light thread: 4 KB to start with, grown
+// in 16 KB steps.
+const (
+	threadRegistrySize     = 256
+	threadRegistryGrowStep = 1 << 10
+)
 
 // coroutineBody returns the function a coroutine running f must start
 // with (coroutineEntry): what coroutine.create and coroutine.wrap hand

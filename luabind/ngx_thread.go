@@ -46,7 +46,7 @@ func (vm *VM) threadSpawn(L *lua.LState) int {
 	for i := 2; i <= L.GetTop(); i++ {
 		args = append(args, L.Get(i))
 	}
-	co, _ := L.NewThread()
+	co := newThread(L)
 	th := &lightThread{co: co}
 	if vm.threads == nil {
 		vm.threads = make(map[*lua.LState]*lightThread)

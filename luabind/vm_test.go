@@ -342,3 +342,59 @@ ngx.say(type(select(2, pcall(error, {}))))`, 0)
 	require.Error(t, err)
 	assert.Equal(t, "content_by_lua(nginx.conf:1):2: boom", err.Error())
 }
+
+// Coroutines and light threads share the VM's run context: none costs a
+// goroutine (one per coroutine left suspended used to stay until a run was
+// cancelled), and each still stops at the deadline of the request running
+// it, also when it was created by an earlier request.
+func TestThreadsShareTheRunContext(t *testing.T) {
+	vm, err := NewVM(&Options{})
+	require.NoError(t, err)
+	defer vm.Close()
+	run := func(code string, timeout time.Duration) error {
+		vm.Bind(&Request{Ctx: &fasthttp.RequestCtx{}, Phase: PhaseContent})
+		defer vm.End()
+		return vm.Run(compile(t, "x", code), timeout)
+	}
+	abandon := `
+		local co = coroutine.create(function() coroutine.yield() end)
+		coroutine.resume(co)
+		local w = coroutine.wrap(function() coroutine.yield() end)
+		w()
+		ngx.thread.spawn(function() coroutine.yield() end)`
+	require.NoError(t, run(abandon, time.Second))
+	before := runtime.NumGoroutine()
+	for range 200 {
+		require.NoError(t, run(abandon, time.Second))
+	}
+	assert.LessOrEqual(t, runtime.NumGoroutine(), before+5, "goroutines left behind by suspended threads")
+
+	for _, spin := range []string{
+		`coroutine.resume(coroutine.create(function() while true do end end))`,
+		`coroutine.wrap(function() while true do end end)()`,
+		`ngx.thread.wait(ngx.thread.spawn(function() while true do end end))`,
+	} {
+		start := time.Now()
+		assert.ErrorIs(t, run(spin, 100*time.Millisecond), ErrTimeout, spin)
+		assert.Less(t, time.Since(start), 2*time.Second, spin)
+		vm.broken = false
+	}
+
+	// A thread's data stack starts small and grows as the VM's does.
+	ctx := &fasthttp.RequestCtx{}
+	vm.Bind(&Request{Ctx: ctx, Phase: PhaseContent})
+	require.NoError(t, vm.Run(compile(t, "x", `
+		local t = {} for i = 1, 20000 do t[i] = "x" end
+		local co = coroutine.wrap(function() return #table.concat(t), select("#", unpack(t, 1, 5000)) end)
+		local th = ngx.thread.spawn(function() return select("#", unpack(t)) end)
+		local a, b = co()
+		ngx.say(a, " ", b, " ", select(2, ngx.thread.wait(th)))`), time.Second))
+	vm.End()
+	assert.Equal(t, "20000 5000 20000\n", string(ctx.Response.Body()))
+
+	// Created by one request, resumed by the next: that request's deadline.
+	require.NoError(t, run(`package.loaded.spinner = coroutine.wrap(function() coroutine.yield() while true do end end) package.loaded.spinner()`, time.Second))
+	start := time.Now()
+	assert.ErrorIs(t, run(`package.loaded.spinner()`, 100*time.Millisecond), ErrTimeout)
+	assert.Less(t, time.Since(start), 2*time.Second)
+}
