@@ -34,9 +34,9 @@ type vmPool struct {
 
 	mu      sync.Mutex
 	idle    []*luabind.VM
-	alive   int // VMs created and not closed
-	waiters int
-	wake    chan struct{} // a put or a freed slot, for waiters
+	alive   int         // VMs created and not closed
+	waiters []*vmWaiter // oldest first
+	sweep   *time.Timer // runs sweepWaiters while there are waiters
 	closed  bool
 	minIdle int // fewest idle VMs seen since the last trim
 	stop    chan struct{}
@@ -54,9 +54,10 @@ func newVMPool(opts *luabind.Options, max int, wait time.Duration) *vmPool {
 		max:  max,
 		wait: wait,
 		idle: make([]*luabind.VM, 0, max),
-		wake: make(chan struct{}, 1),
 		stop: make(chan struct{}),
 	}
+	p.sweep = time.AfterFunc(time.Hour, p.sweepWaiters)
+	p.sweep.Stop()
 	p.minIdle = max
 	go p.trimmer()
 	return p
@@ -88,40 +89,78 @@ func (p *vmPool) get() (*luabind.VM, error) {
 			p.mu.Unlock()
 			return p.create()
 		}
-		// All busy (or held by timers): wait for a put or a freed slot.
-		p.waiters++
-		p.mu.Unlock()
+		// All busy (or held by timers): queue to be woken by a put or a
+		// freed slot, and try again.
+		now := time.Now()
 		if deadline.IsZero() {
-			deadline = time.Now().Add(p.wait)
+			deadline = now.Add(p.wait)
 		}
-		left := time.Until(deadline)
-		if left <= 0 {
-			p.unwait()
+		if !now.Before(deadline) {
+			p.mu.Unlock()
 			return nil, ErrPoolExhausted
 		}
-		t := time.NewTimer(min(left, 50*time.Millisecond)) // timers free VMs without a put
-		select {
-		case <-p.wake:
-		case <-t.C:
+		w := vmWaiters.Get().(*vmWaiter)
+		w.deadline = deadline
+		p.waiters = append(p.waiters, w)
+		if len(p.waiters) == 1 {
+			p.sweep.Reset(vmSweep)
 		}
-		t.Stop()
-		p.unwait()
+		p.mu.Unlock()
+		<-w.wake
+		vmWaiters.Put(w)
 	}
 }
 
-func (p *vmPool) unwait() {
-	p.mu.Lock()
-	p.waiters--
-	p.mu.Unlock()
+// vmWaiter is a request waiting for a VM. Each is woken once, in the order
+// they came, to try again: a VM came back or a slot was freed (the VM goes
+// to whoever asks first, which keeps VMs busy, so a woken waiter may have
+// to queue again), its wait is over, or the pool closed.
+type vmWaiter struct {
+	wake     chan struct{}
+	deadline time.Time
 }
 
-// signal wakes a waiter, if any; the caller holds mu.
+var vmWaiters = sync.Pool{New: func() any { return &vmWaiter{wake: make(chan struct{}, 1)} }}
+
+// vmSweep is how often, while requests wait, the pool ends the waits that
+// are over and looks for idle VMs that timer callbacks freed without a put.
+const vmSweep = 50 * time.Millisecond
+
+// signal wakes the oldest waiter, if any; the caller holds mu.
 func (p *vmPool) signal() {
-	if p.waiters > 0 {
-		select {
-		case p.wake <- struct{}{}:
-		default:
+	if len(p.waiters) == 0 {
+		return
+	}
+	w := p.waiters[0]
+	p.waiters[0] = nil
+	p.waiters = p.waiters[1:]
+	if len(p.waiters) == 0 {
+		p.waiters = nil
+		p.sweep.Stop()
+	}
+	w.wake <- struct{}{}
+}
+
+// sweepWaiters runs every vmSweep while there are waiters.
+func (p *vmPool) sweepWaiters() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	now := time.Now()
+	keep := p.waiters[:0]
+	for _, w := range p.waiters {
+		if now.Before(w.deadline) {
+			keep = append(keep, w)
+		} else {
+			w.wake <- struct{}{}
 		}
+	}
+	clear(p.waiters[len(keep):])
+	p.waiters = keep
+	if len(p.idle) > 0 {
+		p.signal()
+	}
+	if len(p.waiters) > 0 {
+		p.sweep.Reset(vmSweep)
 	}
 }
 
@@ -206,6 +245,9 @@ func (p *vmPool) close() {
 	p.closed = true
 	idle := p.idle
 	p.idle = nil
+	for len(p.waiters) > 0 {
+		p.signal()
+	}
 	p.mu.Unlock()
 	close(p.stop)
 	for _, vm := range idle {
