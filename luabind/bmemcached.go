@@ -33,7 +33,8 @@ import (
 //     the server yet (no quiet op, send or stat there) are pipelined on the
 //     bucket's shared connections (memcached.Mux, at most two per server
 //     for the whole process), not on a pooled one: the server sees far fewer
-//     connections, and a timeout there fails the calls pipelined beside it.
+//     connections; a timeout there fails only the calls whose deadline has
+//     passed.
 //   - Quiet/async results carry the socket as userdata in peer, so (as in
 //     OpenResty) cjson.encode cannot print them.
 //   - receive(peer, {opaque = n}) answers nil for a quiet request that

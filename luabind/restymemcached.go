@@ -36,9 +36,9 @@ import (
 // carries, numbers the server accepts), else the server may read it
 // otherwise than as one command, which on a shared stream would hand
 // another request a reply not its own. The results, error strings and log
-// lines are the own socket's; what differs is only that a timeout (or a
-// server that dies) on a shared connection fails the calls pipelined
-// beside it too. Everything else — multi-key get, stats, version,
+// lines are the own socket's; what differs is only that a server that dies
+// under a shared connection fails the calls pipelined beside it too (a
+// timeout fails only the calls whose deadline passed). Everything else — multi-key get, stats, version,
 // verbosity, flush_all, quit, pipelines, sslhandshake, any command the
 // check refuses — takes a real connection of the object's own from the
 // pool at that point, and from then on all its commands go there, in
@@ -601,7 +601,8 @@ func (o *rmc) execShared(L *lua.LState, op rmcOp, b []byte) (n int, done bool) {
 	send, read, expired := o.opTimeouts()
 	if expired {
 		// The own socket's write would fail at once on the passed deadline;
-		// on the shared connection the call would fail every call beside it.
+		// on the shared connection the command would still go out, and its
+		// reply be read for nothing.
 		return ret(L, op.sendNils(), o.ioFail(os.ErrDeadlineExceeded, rmcPhaseSend)), true
 	}
 	ctx := o.m.vm.L.Context()

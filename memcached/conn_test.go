@@ -18,6 +18,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -294,10 +295,19 @@ func TestConnTextPipeline(t *testing.T) {
 // silentListener accepts connections and never answers.
 func silentListener(t *testing.T) string {
 	t.Helper()
+	addr, _ := countingSilentListener(t)
+	return addr
+}
+
+// countingSilentListener is silentListener with the count of the
+// connections it accepted.
+func countingSilentListener(t *testing.T) (string, *atomic.Int32) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 	done := make(chan struct{})
 	var conns []net.Conn
+	var accepted atomic.Int32
 	go func() {
 		for {
 			c, err := l.Accept()
@@ -305,6 +315,7 @@ func silentListener(t *testing.T) string {
 				close(done)
 				return
 			}
+			accepted.Add(1)
 			conns = append(conns, c)
 		}
 	}()
@@ -315,7 +326,7 @@ func silentListener(t *testing.T) string {
 			c.Close()
 		}
 	})
-	return l.Addr().String()
+	return l.Addr().String(), &accepted
 }
 
 func TestTimeoutsAgainstSilentServer(t *testing.T) {

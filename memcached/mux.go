@@ -34,8 +34,14 @@ import (
 // goroutine at a time holds the role, so a call's result is never written by
 // two goroutines.
 //
-// A timeout, an I/O error or an unparsable reply closes the connection and
-// fails every call still queued on it (the reuse rule: see Resumable).
+// An I/O error or an unparsable reply closes the connection and fails every
+// call still queued on it (the reuse rule: see Resumable). A timeout, on a
+// Mux, fails only the calls whose deadline has passed, as long as it came
+// before any byte of a reply: each leaves a stand-in in the queue whose
+// reply is read and dropped, so the stream stays in step for the calls
+// beside it. A stand-in whose reply is more than skipGrace late when a call
+// times out gives the connection up (and a timeout in the middle of a reply
+// always does).
 
 // textKind says how the reader consumes a text reply.
 type textKind uint8
@@ -84,6 +90,9 @@ type call struct {
 	raw *Response
 	// text, when set, receives the text reply verbatim (Mux.DoText).
 	text *TextReply
+	// skip marks a stand-in for a call that timed out before its reply
+	// came: the connection owns it, reads the reply and drops it.
+	skip bool
 }
 
 // quietFail is the failure of the quiet request at offset index of a batch.
@@ -117,6 +126,8 @@ type mconn struct {
 	// Used only by the goroutine holding the reader role.
 	resp Response
 	tv   TextValue
+	// dropped receives the text replies of skipped calls.
+	dropped TextReply
 	// readDL is the socket's read deadline: the reader's alone, unless
 	// earliest is set, when it is guarded by mu.
 	readDL time.Time
@@ -300,6 +311,20 @@ func (m *mconn) read(self *call) {
 		}
 		head := m.queue[m.qhead]
 		m.mu.Unlock()
+		if m.earliest && m.br.Buffered() == 0 {
+			// Wait for the next reply apart from reading it: a timeout
+			// here has consumed nothing, so the stream is still in step
+			// and only the calls whose deadline passed need to fail.
+			m.blockingRead(head)
+			if _, err := m.br.Peek(1); err != nil {
+				err = wrapNetErr(err)
+				if errors.Is(err, ErrTimeout) && m.expire(self, &selfDone, err) {
+					continue
+				}
+				m.drain(pending(self, selfDone), err)
+				return
+			}
+		}
 		complete, err := m.readReply(head)
 		if err != nil {
 			m.drain(pending(self, selfDone), wrapNetErr(err))
@@ -322,9 +347,10 @@ func (m *mconn) read(self *call) {
 			m.queue, m.qhead = m.queue[:n], 0
 		}
 		m.mu.Unlock()
-		if head == self {
+		switch {
+		case head == self:
 			selfDone = true
-		} else {
+		case !head.skip:
 			head.done <- doneResult
 		}
 		if m.after != nil {
@@ -333,14 +359,60 @@ func (m *mconn) read(self *call) {
 		}
 	}
 	m.mu.Lock()
-	if m.qhead < len(m.queue) {
-		next := m.queue[m.qhead]
-		m.mu.Unlock()
-		next.done <- doneTurn
-		return
+	for _, next := range m.queue[m.qhead:] {
+		if !next.skip {
+			// The oldest caller still waiting reads on, the replies of
+			// skipped calls before it first.
+			m.mu.Unlock()
+			next.done <- doneTurn
+			return
+		}
 	}
 	m.reading = false
 	m.mu.Unlock()
+}
+
+// skipGrace is how long past its caller's deadline the reply of a skipped
+// call may take before the connection is given up: memcached answers in
+// microseconds, so a reply that late means the server or the path is stuck.
+const skipGrace = time.Second
+
+// expire, on a read that timed out before any byte of a reply came, fails
+// the calls whose deadline has passed with err and leaves stand-ins in
+// their place in the queue, whose replies will be read and dropped: the
+// calls beside them go on. It reports false, having failed nothing, when
+// a stand-in's reply is overdue: the connection is then given up.
+func (m *mconn) expire(self *call, selfDone *bool, err error) bool {
+	now := time.Now()
+	var failed []*call
+	m.mu.Lock()
+	for i, c := range m.queue[m.qhead:] {
+		if c.deadline.After(now) {
+			continue
+		}
+		if c.skip {
+			m.mu.Unlock()
+			return false
+		}
+		// A Mux call is one request with one reply (Do, DoText): what
+		// reading it takes is its opaques or its text kind.
+		stand := &call{skip: true, op: c.op, first: c.first, last: c.last, kind: c.kind, deadline: now.Add(skipGrace)}
+		if c.text != nil {
+			stand.text = &m.dropped
+		}
+		m.queue[m.qhead+i] = stand
+		failed = append(failed, c)
+	}
+	m.mu.Unlock()
+	for _, c := range failed {
+		c.err = err
+		if c == self {
+			*selfDone = true
+		} else {
+			c.done <- doneResult
+		}
+	}
+	return true
 }
 
 // pending returns self unless it is already complete.
@@ -370,11 +442,14 @@ func (m *mconn) replyBuffered() bool {
 // may wait for the network.
 func (m *mconn) blockingRead(head *call) {
 	if m.earliest {
+		// The earliest deadline of the calls with a caller waiting; a
+		// stand-in's grace is looked at only when one of those times out.
 		dl := head.deadline
+		live := false
 		m.mu.Lock()
 		for _, c := range m.queue[m.qhead:] {
-			if c.deadline.Before(dl) {
-				dl = c.deadline
+			if !c.skip && (!live || c.deadline.Before(dl)) {
+				dl, live = c.deadline, true
 			}
 		}
 		m.setReadDeadline(dl)
@@ -474,8 +549,10 @@ func (m *mconn) fail(err error) {
 	m.mu.Unlock()
 	m.nc.Close() //nolint:errcheck // closing unblocks the reader
 	for _, c := range calls {
-		c.err = m.err
-		c.done <- doneResult
+		if !c.skip {
+			c.err = m.err
+			c.done <- doneResult
+		}
 	}
 }
 
@@ -508,7 +585,7 @@ func (m *mconn) drain(self *call, err error) {
 		self.err = err
 	}
 	for _, c := range calls {
-		if c != self {
+		if c != self && !c.skip {
 			c.err = err
 			c.done <- doneResult
 		}
@@ -677,16 +754,16 @@ func (x *Mux) Addr() string { return x.pool.addr }
 // Stat), and waits for that response, copied into resp's own buffer.
 // req.Opaque is replaced by the Mux's (resp.Opaque shows it). The write is
 // bounded by send and the wait by read from now; ctx bounds a dial. The
-// connection is read with the earliest deadline of its pending calls, and a
-// timeout fails all of them: a server too slow for one caller's deadline
-// costs the calls beside it their connection.
+// connection is read with the earliest deadline of its pending calls; a
+// timeout fails the calls whose deadline has passed, and the others wait on
+// for their replies (see the package's transport notes for when the
+// connection is given up instead).
 //
 // A non-success status is not an error: it is in resp.Status. Errors are
 // a *DialError wrapping Pool.Get's (ErrClosed once the pool is closed), I/O
-// errors (a *SendError when writing failed), ErrTimeout (which fails every
-// call queued on the connection, as the stream is then out of step) and
-// ErrProtocol; ErrAuth when an earlier reply on the connection said the
-// server wants SASL, after which it hangs up.
+// errors (a *SendError when writing failed), ErrTimeout and ErrProtocol;
+// ErrAuth when an earlier reply on the connection said the server wants
+// SASL, after which it hangs up.
 func (x *Mux) Do(ctx context.Context, req *Request, resp *Response, send, read time.Duration) error {
 	if req.Opcode.Quiet() || req.Opcode == OpStat {
 		return fmt.Errorf("memcached: Mux.Do: %s expects no single response", req.Opcode)
