@@ -39,6 +39,9 @@
 // sending) keep it; timeouts, I/O errors and unparsable replies close it. A
 // Conn that saw such an error reports Broken, and Pool.Put closes it. Put
 // also closes a connection with a reply left unread or closed by the server.
+// The exception is a Mux (the shared transport of the Lua modules): there a
+// timeout that comes before any byte of a reply fails only the calls whose
+// deadline passed, and the connection reads and drops their replies later.
 //
 // # Failover
 //
