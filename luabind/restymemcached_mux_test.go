@@ -1,7 +1,6 @@
 package luabind
 
 import (
-	"context"
 	"fmt"
 	"net"
 	"strconv"
@@ -13,32 +12,10 @@ import (
 	"github.com/stretchr/testify/require"
 	lua "github.com/yuin/gopher-lua"
 
+	"luaserve/internal/mctest"
 	"luaserve/memcached"
 	"luaserve/memcached/server"
 )
-
-// rmcTotalConnections is the server's count of connections ever accepted,
-// read on a connection of its own (which it counts too).
-func rmcTotalConnections(t *testing.T, port int) int {
-	t.Helper()
-	c, err := memcached.Dial(context.Background(), "127.0.0.1:"+strconv.Itoa(port), &rmcTCPOpts)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.Write([]byte("stats\r\n"))
-	require.NoError(t, err)
-	n := -1
-	for {
-		line, err := c.ReadLine()
-		require.NoError(t, err)
-		if memcached.IsEnd(line) {
-			return n
-		}
-		if name, val, ok := memcached.ParseStatLine(line); ok && string(name) == "total_connections" {
-			n, err = strconv.Atoi(string(val))
-			require.NoError(t, err)
-		}
-	}
-}
 
 // rmcSharedPool is the pool resty.memcached objects of e connect to on
 // HOST:PORT.
@@ -162,7 +139,7 @@ func TestRestyMemcachedSharedTransportConcurrentVMs(t *testing.T) {
 			t.Cleanup(func() { pools.Close() })
 			warm := newRmcEnv(t, pools)
 			warm.run(t, b.port, `local m = memcached:new() assert(m:connect(HOST, PORT)) m:get("warm") m:set_keepalive()`)
-			before := rmcTotalConnections(t, b.port)
+			before := mctest.TotalConnections(t, "127.0.0.1:"+strconv.Itoa(b.port))
 			errs := make(chan error, vms)
 			for w := 0; w < vms; w++ {
 				e := newRmcEnv(t, pools)
@@ -199,7 +176,7 @@ func TestRestyMemcachedSharedTransportConcurrentVMs(t *testing.T) {
 			for w := 0; w < vms; w++ {
 				require.NoError(t, <-errs)
 			}
-			opened := rmcTotalConnections(t, b.port) - before - 1
+			opened := mctest.TotalConnections(t, "127.0.0.1:"+strconv.Itoa(b.port)) - before - 1
 			assert.LessOrEqual(t, opened, memcached.DefaultConnsPerServer)
 		})
 	}

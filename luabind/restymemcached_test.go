@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -16,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"github.com/valyala/fasthttp"
 
+	"luaserve/internal/mctest"
 	"luaserve/memcached"
 	"luaserve/memcached/server"
 )
@@ -899,32 +899,8 @@ func TestRestyMemcachedUnixSocket(t *testing.T) {
 	assert.Empty(t, e.logged())
 }
 
-// rmcFullBacklog returns a loopback port whose listener never accepts and
-// whose backlog is already full, so a further connect gets no answer.
-func rmcFullBacklog(t *testing.T) int {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { syscall.Close(fd) })
-	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-	require.NoError(t, syscall.Listen(fd, 0))
-	sa, err := syscall.Getsockname(fd)
-	require.NoError(t, err)
-	port := sa.(*syscall.SockaddrInet4).Port
-	addr := "127.0.0.1:" + strconv.Itoa(port)
-	for i := 0; i < 8; i++ {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return port
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Skip("could not fill a listen backlog on this kernel: no loopback address that never answers a connect")
-	return 0
-}
-
 func TestRestyMemcachedConnectTimeout(t *testing.T) {
-	port := rmcFullBacklog(t)
+	port := mctest.FullBacklog(t).Port
 	e := newRmcEnv(t, nil)
 	start := time.Now()
 	body := e.run(t, port, `

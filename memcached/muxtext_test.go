@@ -17,6 +17,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"luaserve/internal/mctest"
 	"luaserve/memcached"
 	"luaserve/memcached/server"
 )
@@ -29,29 +30,6 @@ func textDo(t *testing.T, mux *memcached.Mux, cmd string) (*memcached.TextReply,
 	var r memcached.TextReply
 	err := mux.DoText(context.Background(), []byte(cmd), &r, time.Second, 5*time.Second)
 	return &r, err
-}
-
-// totalConnections is the server's count of connections ever accepted,
-// read on a connection of its own (which it counts too).
-func totalConnections(t *testing.T, addr string) int {
-	t.Helper()
-	c, err := memcached.Dial(context.Background(), addr, textOpts)
-	require.NoError(t, err)
-	defer c.Close()
-	_, err = c.Write([]byte("stats\r\n"))
-	require.NoError(t, err)
-	n := -1
-	for {
-		line, err := c.ReadLine()
-		require.NoError(t, err)
-		if memcached.IsEnd(line) {
-			return n
-		}
-		if name, val, ok := memcached.ParseStatLine(line); ok && string(name) == "total_connections" {
-			n, err = strconv.Atoi(string(val))
-			require.NoError(t, err)
-		}
-	}
 }
 
 // textBackend starts b and returns its address and a text pool and Mux on
@@ -75,7 +53,7 @@ func TestMuxDoText(t *testing.T) {
 			require.NoError(t, err)
 			// Counted once the Mux has its connection: memcached's threads
 			// may count the start-up probe late.
-			before := totalConnections(t, addr)
+			before := mctest.TotalConnections(t, addr)
 			big := strings.Repeat("x", memcached.DefaultItemSize+1)
 			steps := []struct {
 				cmd, line string
@@ -132,7 +110,7 @@ func TestMuxDoText(t *testing.T) {
 			assert.Equal(t, "EXISTS", string(r.Line))
 			// No new connection for any of it (the second stats read
 			// counts itself).
-			assert.Equal(t, 1, totalConnections(t, addr)-before, "a refused command does not cost the connection")
+			assert.Equal(t, 1, mctest.TotalConnections(t, addr)-before, "a refused command does not cost the connection")
 		})
 	}
 }
@@ -172,7 +150,7 @@ func TestMuxDoTextConcurrentCallers(t *testing.T) {
 	for _, b := range backends {
 		t.Run(b.name, func(t *testing.T) {
 			addr, pool, mux := textBackend(t, b)
-			before := totalConnections(t, addr)
+			before := mctest.TotalConnections(t, addr)
 			const workers, ops = 8, 200
 			var wg sync.WaitGroup
 			errs := make(chan error, workers)
@@ -227,7 +205,7 @@ func TestMuxDoTextConcurrentCallers(t *testing.T) {
 			for err := range errs {
 				require.NoError(t, err)
 			}
-			opened := totalConnections(t, addr) - before - 1
+			opened := mctest.TotalConnections(t, addr) - before - 1
 			assert.LessOrEqual(t, opened, memcached.DefaultConnsPerServer)
 			assert.Zero(t, pool.Idle(), "the Mux keeps its connections")
 		})
@@ -414,33 +392,10 @@ func TestMuxDoTextOutOfStep(t *testing.T) {
 	}
 }
 
-// fullBacklog returns a loopback address whose listener never accepts
-// and whose backlog is full, so that a connect gets no answer.
-func fullBacklog(t *testing.T) string {
-	t.Helper()
-	fd, err := syscall.Socket(syscall.AF_INET, syscall.SOCK_STREAM, 0)
-	require.NoError(t, err)
-	t.Cleanup(func() { syscall.Close(fd) })
-	require.NoError(t, syscall.Bind(fd, &syscall.SockaddrInet4{Addr: [4]byte{127, 0, 0, 1}}))
-	require.NoError(t, syscall.Listen(fd, 0))
-	sa, err := syscall.Getsockname(fd)
-	require.NoError(t, err)
-	addr := "127.0.0.1:" + strconv.Itoa(sa.(*syscall.SockaddrInet4).Port)
-	for range 8 {
-		c, err := net.DialTimeout("tcp", addr, 100*time.Millisecond)
-		if err != nil {
-			return addr
-		}
-		t.Cleanup(func() { c.Close() })
-	}
-	t.Skip("could not fill a listen backlog on this kernel")
-	return ""
-}
-
 // A caller that finds a dial in progress waits for it no longer than its
 // own connect timeout allows.
 func TestMuxDialWaitIsBoundedByTheCaller(t *testing.T) {
-	pool := memcached.NewPool(fullBacklog(t), &memcached.Options{Protocol: memcached.Text, ConnectTimeout: 10 * time.Second})
+	pool := memcached.NewPool(mctest.FullBacklog(t).String(), &memcached.Options{Protocol: memcached.Text, ConnectTimeout: 10 * time.Second})
 	mux := pool.Mux()
 	slow := make(chan error, 1)
 	go func() {
@@ -479,7 +434,7 @@ func TestMuxLeases(t *testing.T) {
 	_, err = textDo(t, mux, "get k\r\n")
 	require.NoError(t, err)
 	assert.Zero(t, pool.Idle(), "the Mux took it")
-	before := totalConnections(t, addr)
+	before := mctest.TotalConnections(t, addr)
 	b, err := mux.Lease(ctx, time.Second)
 	require.NoError(t, err)
 	assert.Equal(t, 0, a.ReusedTimes())
@@ -512,7 +467,7 @@ func TestMuxLeases(t *testing.T) {
 	assert.Same(t, x[1], f)
 	assert.NotSame(t, x[0], g, "beyond the pool size, the oldest are forgotten")
 	assert.Zero(t, g.ReusedTimes())
-	assert.Equal(t, 1, totalConnections(t, addr)-before, "leases take no connection")
+	assert.Equal(t, 1, mctest.TotalConnections(t, addr)-before, "leases take no connection")
 
 	_, err = memcached.NewPool(refusedAddr(t), textOpts).Mux().Lease(ctx, time.Second)
 	var de *memcached.DialError
