@@ -35,21 +35,7 @@ func parsedRequest(t testing.TB, raw string) *fasthttp.RequestCtx {
 
 // benchParsed runs code as a content handler of the parsed request raw.
 func benchParsed(b *testing.B, raw, code string) {
-	vm, err := NewVM(&Options{})
-	require.NoError(b, err)
-	defer vm.Close()
-	proto := compile(b, "x", code)
-	ctx := parsedRequest(b, raw)
-	r := &Request{Ctx: ctx, Phase: PhaseContent, Path: ctx.Path()}
-	b.ReportAllocs()
-	for b.Loop() {
-		ctx.Response.ResetBody()
-		vm.Bind(r)
-		if err := vm.Run(proto, time.Second); err != nil {
-			b.Fatal(err)
-		}
-		vm.End()
-	}
+	benchRequest(b, parsedRequest(b, raw), code)
 }
 
 func BenchmarkNgxVarHTTP(b *testing.B) {

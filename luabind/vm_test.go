@@ -251,12 +251,18 @@ func TestAPIDisabledInPhases(t *testing.T) {
 
 // benchChunk runs code as a content handler of a request for uri, b.N times.
 func benchChunk(b *testing.B, uri, code string) {
+	ctx := &fasthttp.RequestCtx{}
+	ctx.Request.SetRequestURI(uri)
+	benchRequest(b, ctx, code)
+}
+
+// benchRequest runs code as a content handler of ctx's request on one VM,
+// b.N times.
+func benchRequest(b *testing.B, ctx *fasthttp.RequestCtx, code string) {
 	vm, err := NewVM(&Options{})
 	require.NoError(b, err)
 	defer vm.Close()
 	proto := compile(b, "x", code)
-	ctx := &fasthttp.RequestCtx{}
-	ctx.Request.SetRequestURI(uri)
 	r := &Request{Ctx: ctx, Phase: PhaseContent, Path: ctx.Path()}
 	b.ReportAllocs()
 	for b.Loop() {
